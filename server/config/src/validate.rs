@@ -1,0 +1,207 @@
+//! Rules that span several keys. Pure: reads no files and opens no connections.
+
+use std::collections::HashSet;
+
+use crate::backends::RedisConnection;
+use crate::drivers::{AdapterDriver, CacheDriver, RateLimit, RateLimiterDriver};
+use crate::server::ServerConfig;
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_connection(errors: &mut Vec<String>, key: &str, conn: &RedisConnection) {
+    if conn.url.is_some() && conn.host.is_some() {
+        errors.push(format!(
+            "`{key}.url` and `{key}.host` are both set; use one"
+        ));
+    }
+    if conn.password.is_some() && conn.password_file.is_some() {
+        errors.push(format!(
+            "`{key}.password` and `{key}.password_file` are both set; use one"
+        ));
+    }
+}
+
+fn check_limit(errors: &mut Vec<String>, key: &str, limit: &RateLimit) {
+    if limit.max_requests == 0 || limit.window_seconds == 0 {
+        errors.push(format!(
+            "`{key}` needs max_requests >= 1 and window_seconds >= 1"
+        ));
+    }
+}
+
+impl ServerConfig {
+    /// Every cross-key rule, all errors at once.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let driver = self.adapter.driver;
+
+        match driver {
+            AdapterDriver::Redis if self.adapter_redis().is_none() => errors.push(
+                "`adapter.driver` is `redis` but `database.redis` names no server (set host/port or url)"
+                    .into(),
+            ),
+            AdapterDriver::RedisCluster if self.adapter_redis().is_none() => errors.push(
+                "`adapter.driver` is `redis-cluster` but `database.redis_cluster.nodes` is empty"
+                    .into(),
+            ),
+            AdapterDriver::Nats if self.nats.servers.to_vec().is_empty() => {
+                errors.push("`adapter.driver` is `nats` but `nats.servers` is empty".into())
+            }
+            _ => {}
+        }
+        if !valid_name(&self.adapter.prefix) {
+            errors.push(format!(
+                "`adapter.prefix` {:?} may only contain letters, digits, `_` and `-` (it names Redis channels and NATS subjects)",
+                self.adapter.prefix
+            ));
+        }
+        if !valid_name(&self.nats.prefix) {
+            errors.push(format!(
+                "`nats.prefix` {:?} may only contain letters, digits, `_` and `-` (NATS subjects and KV buckets)",
+                self.nats.prefix
+            ));
+        }
+        if self.adapter.heartbeat_interval_ms == 0
+            || self.adapter.heartbeat_interval_ms * 2 > self.adapter.node_timeout_ms
+        {
+            errors.push(
+                "`adapter.heartbeat_interval_ms` must be at least 1 and at most half of `adapter.node_timeout_ms`"
+                    .into(),
+            );
+        }
+
+        if matches!(
+            self.cache.driver,
+            CacheDriver::Redis | CacheDriver::RedisCluster
+        ) && self.cache_redis().is_none()
+        {
+            errors.push(format!(
+                "`cache.driver` is `{}` but neither `cache.redis` nor `database.{}` names a server",
+                self.cache.driver.as_str(),
+                if self.cache.driver == CacheDriver::Redis {
+                    "redis"
+                } else {
+                    "redis_cluster"
+                }
+            ));
+        }
+        if self.rate_limiter.is_active()
+            && matches!(
+                self.rate_limiter.driver,
+                RateLimiterDriver::Redis | RateLimiterDriver::RedisCluster
+            )
+            && self.rate_limiter_redis().is_none()
+        {
+            errors.push(format!(
+                "`rate_limiter.driver` is `{}` but neither `rate_limiter.redis`, `database` nor `cache.redis` names a server",
+                self.rate_limiter.driver.as_str()
+            ));
+        }
+        check_limit(
+            &mut errors,
+            "rate_limiter.api_rate_limit",
+            &self.rate_limiter.api_rate_limit,
+        );
+        check_limit(
+            &mut errors,
+            "rate_limiter.app_api_rate_limit",
+            &self.rate_limiter.app_api_rate_limit,
+        );
+        check_limit(
+            &mut errors,
+            "rate_limiter.websocket_rate_limit",
+            &self.rate_limiter.websocket_rate_limit,
+        );
+
+        if self.delta_compression.cluster_coordination && driver == AdapterDriver::Local {
+            errors.push(
+                "`delta_compression.cluster_coordination` is true but `adapter.driver` is `local`: coordination needs a redis, redis-cluster or nats adapter"
+                    .into(),
+            );
+        }
+        if self.delta_compression.full_message_interval == 0 {
+            errors.push("`delta_compression.full_message_interval` must be at least 1".into());
+        }
+
+        if let Some(r) = &self.database.redis {
+            check_connection(&mut errors, "database.redis", r);
+        }
+        if self.metrics.enabled && self.metrics.port == self.port {
+            errors.push(format!(
+                "`metrics.port` and `port` are both {}; metrics need their own port",
+                self.port
+            ));
+        }
+
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let at = format!("apps[{i}]");
+            if app.id.is_empty() {
+                errors.push(format!("`{at}.id` is empty"));
+            }
+            if !ids.insert(app.id.as_str()) {
+                errors.push(format!("`{at}.id` {:?} is used by another app", app.id));
+            }
+            match (&app.key, &app.key_file) {
+                (None, None) => errors.push(format!("`{at}` needs `key` or `key_file`")),
+                (Some(_), Some(_)) => {
+                    errors.push(format!("`{at}` has both `key` and `key_file`; use one"))
+                }
+                (Some(k), None) if !keys.insert(k.as_str()) => {
+                    errors.push(format!("`{at}.key` {k:?} is used by another app"))
+                }
+                _ => {}
+            }
+            match (&app.secret, &app.secret_file) {
+                (None, None) => errors.push(format!("`{at}` needs `secret` or `secret_file`")),
+                (Some(_), Some(_)) => errors.push(format!(
+                    "`{at}` has both `secret` and `secret_file`; use one"
+                )),
+                _ => {}
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::{Format, parse_str};
+
+    fn errors(json: &str) -> Vec<String> {
+        parse_str(json, Format::Json).unwrap().validate()
+    }
+
+    #[test]
+    fn coordination_with_local_adapter_names_both_keys() {
+        let e = errors(r#"{"delta_compression":{"cluster_coordination":true}}"#);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("delta_compression.cluster_coordination"));
+        assert!(e[0].contains("adapter.driver"));
+    }
+
+    #[test]
+    fn redis_adapter_needs_a_server() {
+        let e = errors(r#"{"adapter":{"driver":"redis"}}"#);
+        assert!(e.iter().any(|m| m.contains("database.redis")), "{e:?}");
+    }
+
+    #[test]
+    fn app_rules() {
+        let e = errors(r#"{"apps":[{"id":"1","key":"k","secret":"s"},{"id":"1","key":"k"}]}"#);
+        assert!(e.iter().any(|m| m.contains("apps[1].id")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("apps[1].key")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("secret")), "{e:?}");
+    }
+
+    #[test]
+    fn bad_prefix_is_refused() {
+        let e = errors(r#"{"adapter":{"prefix":"sockudo_adapter:"}}"#);
+        assert!(e.iter().any(|m| m.contains("adapter.prefix")), "{e:?}");
+    }
+}
