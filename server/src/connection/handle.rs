@@ -1,0 +1,70 @@
+//! The shared face of a connection: what the hub and the HTTP API use to reach a socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use crate::protocol::ErrorCode;
+use crate::socket_id::SocketId;
+
+/// A frame ready for the wire: serialised once, shared by every recipient (a cheap `Bytes` clone).
+pub type Frame = Utf8Bytes;
+
+/// Cheap handle to a live socket. Sends never block: a socket whose queue is full is a slow
+/// consumer and is disconnected (4100) rather than slowing everyone else down.
+pub struct ConnHandle {
+    pub socket_id: SocketId,
+    pub app_id: Arc<str>,
+    tx: mpsc::Sender<Frame>,
+    /// Close code requested by someone else (0: none).
+    close_code: AtomicU16,
+    wake: Notify,
+}
+
+impl ConnHandle {
+    pub fn new(socket_id: SocketId, app_id: Arc<str>, tx: mpsc::Sender<Frame>) -> Self {
+        ConnHandle {
+            socket_id,
+            app_id,
+            tx,
+            close_code: AtomicU16::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Queues a frame; false when the socket is gone or was just disconnected as too slow.
+    pub fn send(&self, frame: &Frame) -> bool {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(ErrorCode::OverCapacity);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection task to close the socket with `code` (the first request wins).
+    pub fn close(&self, code: ErrorCode) {
+        if self
+            .close_code
+            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The close requested by [`ConnHandle::close`], once one is.
+    pub async fn close_requested(&self) -> u16 {
+        loop {
+            let code = self.close_code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            self.wake.notified().await;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The signed Pusher HTTP API, plus the operational endpoints and WebSocket route.
+
+pub mod channels;
+pub mod error;
+pub mod events;
+pub mod signature;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::apps::App;
+use crate::connection;
+use crate::health;
+use crate::rate_limit::Decision;
+use crate::rate_limit::client_ip::client_ip;
+use crate::state::ServerState;
+use error::ApiError;
+
+/// The main port's routes.
+pub fn router(state: Arc<ServerState>) -> Router {
+    let api = Router::new()
+        .route("/apps/{app_id}/events", post(events::trigger))
+        .route("/apps/{app_id}/batch_events", post(events::trigger_batch))
+        .route("/apps/{app_id}/channels", get(channels::list))
+        .route("/apps/{app_id}/channels/{channel}", get(channels::one))
+        .route(
+            "/apps/{app_id}/channels/{channel}/users",
+            get(channels::users),
+        )
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(channels::terminate),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), limit_api));
+    Router::new()
+        .merge(api)
+        .route("/app/{key}", get(connection::upgrade))
+        .route("/live", get(health::live))
+        .route("/ready", get(health::ready))
+        .route("/up", get(health::ready))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+/// A verified API request.
+pub struct Authed {
+    pub app: Arc<App>,
+    pub body: Bytes,
+    pub params: HashMap<String, String>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reads the body (413 past `http_api.request_limit_kb`) and checks the signature.
+pub async fn authenticate(
+    state: &ServerState,
+    app_id: &str,
+    method: &Method,
+    uri: &Uri,
+    body: Body,
+) -> Result<Authed, ApiError> {
+    let app = state.apps.by_id(app_id).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "app_not_found",
+            format!("no app with id {app_id:?}"),
+        )
+    })?;
+    let limit = state.config.http_api.request_limit_kb * 1024;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes")))?;
+    signature::verify(
+        &app,
+        &signature::SignedRequest {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            body: &body,
+        },
+        now_secs(),
+        state.config.http_api.timestamp_window_secs,
+    )?;
+    if !app.enabled {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "app is disabled",
+        ));
+    }
+    let params = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok(Authed { app, body, params })
+}
+
+fn rate_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(d.reset_after.as_secs_f64().ceil() as u64),
+    );
+}
+
+/// Per-IP and per-app limits on the API; answers carry the tighter limit's X-RateLimit-*.
+async fn limit_api(
+    State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let rl = &state.config.rate_limiter;
+    if !rl.is_active() {
+        return next.run(req).await;
+    }
+    let ip = client_ip(peer, req.headers(), rl.trusted_proxy_hops);
+    let app_id = req
+        .uri()
+        .path()
+        .strip_prefix("/apps/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("")
+        .to_string();
+    let checks = [
+        ("api_ip", format!("api:ip:{ip}"), &rl.api_rate_limit),
+        (
+            "api_app",
+            format!("api:app:{app_id}"),
+            &rl.app_api_rate_limit,
+        ),
+    ];
+    let mut tightest: Option<Decision> = None;
+    for (name, key, limit) in checks {
+        match state.limiter.check(&key, limit).await {
+            Ok(d) if !d.allowed => {
+                state
+                    .metrics
+                    .rate_limit_hits
+                    .with_label_values(&[name])
+                    .inc();
+                let mut resp = ApiError::rate_limited(d).into_response();
+                rate_headers(&mut resp, &d);
+                return resp;
+            }
+            Ok(d) => {
+                if tightest.is_none_or(|t| d.remaining < t.remaining) {
+                    tightest = Some(d);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable");
+                if rl.on_backend_failure == sockudo_config::FailureMode::Closed {
+                    return ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        "rate limiter unavailable",
+                    )
+                    .into_response();
+                }
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    if let Some(d) = tightest {
+        rate_headers(&mut resp, &d);
+    }
+    resp
+}

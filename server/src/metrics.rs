@@ -1,0 +1,114 @@
+//! Prometheus metrics, served on their own port. Hot-path counters are plain atomics without
+//! labels; a publish adds its delivery count once, never per socket.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGauge,
+    pub connections_total: IntCounter,
+    pub messages_received: IntCounter,
+    pub messages_sent: IntCounter,
+    pub bytes_received: IntCounter,
+    pub bytes_sent: IntCounter,
+    pub subscriptions: IntGauge,
+    pub http_requests: IntCounterVec,
+    pub broadcast_latency: Histogram,
+    pub rate_limit_hits: IntCounterVec,
+    pub backend_up: IntGaugeVec,
+    pub webhooks: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric");
+    r.register(Box::new(c.clone())).expect("register");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric");
+    r.register(Box::new(g.clone())).expect("register");
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+    r.register(Box::new(c.clone())).expect("register");
+    c
+}
+
+impl Metrics {
+    pub fn new(prefix: &str) -> Self {
+        let namespace = prefix.trim_end_matches('_');
+        let registry =
+            Registry::new_custom((!namespace.is_empty()).then(|| namespace.to_string()), None)
+                .expect("registry");
+        let r = &registry;
+        let broadcast_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "broadcast_latency_seconds",
+                "Time to queue one publish to every local subscriber",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+            ]),
+        )
+        .expect("metric");
+        r.register(Box::new(broadcast_latency.clone()))
+            .expect("register");
+        let backend_up = IntGaugeVec::new(
+            Opts::new("backend_up", "1 when a backend is reachable"),
+            &["backend", "driver"],
+        )
+        .expect("metric");
+        r.register(Box::new(backend_up.clone())).expect("register");
+        Metrics {
+            connections: gauge(r, "connections", "Open WebSocket connections"),
+            connections_total: counter(r, "connections_total", "WebSocket connections accepted"),
+            messages_received: counter(r, "ws_messages_received_total", "Frames received"),
+            messages_sent: counter(r, "ws_messages_sent_total", "Frames queued to sockets"),
+            bytes_received: counter(r, "ws_bytes_received_total", "Bytes received on sockets"),
+            bytes_sent: counter(r, "ws_bytes_sent_total", "Bytes queued to sockets"),
+            subscriptions: gauge(r, "subscriptions", "Channel subscriptions on this node"),
+            http_requests: counter_vec(
+                r,
+                "http_requests_total",
+                "HTTP API calls",
+                &["endpoint", "status"],
+            ),
+            broadcast_latency,
+            rate_limit_hits: counter_vec(
+                r,
+                "rate_limit_hits_total",
+                "Requests refused by a rate limit",
+                &["limiter"],
+            ),
+            backend_up,
+            webhooks: counter_vec(
+                r,
+                "webhooks_total",
+                "Webhook requests by outcome",
+                &["outcome"],
+            ),
+            registry,
+        }
+    }
+
+    /// Counts one publish that reached `recipients` sockets with a frame of `len` bytes.
+    pub fn delivered(&self, recipients: usize, len: usize) {
+        self.messages_sent.inc_by(recipients as u64);
+        self.bytes_sent.inc_by((recipients * len) as u64);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

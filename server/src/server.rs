@@ -1,0 +1,210 @@
+//! Startup: drivers chosen once from the config, listeners bound, background tasks started.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use sockudo_config::{AdapterDriver, CacheDriver, ConfigError, RateLimiterDriver, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::adapter::Adapter;
+use crate::adapter::local::LocalAdapter;
+use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
+use crate::cache::Cache;
+use crate::cache::memory::MemoryCache;
+use crate::cache::none::NoCache;
+use crate::hub::LocalHub;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::rate_limit::memory::MemoryRateLimiter;
+use crate::rate_limit::none::NoRateLimiter;
+use crate::shutdown::Lifecycle;
+use crate::state::ServerState;
+use crate::webhooks::Webhooks;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{key} = {value} is not built into this server yet")]
+    NotBuilt {
+        key: &'static str,
+        value: &'static str,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Refuses drivers that later issues build, naming the key.
+pub fn check_drivers(config: &ServerConfig) -> Result<(), StartError> {
+    if config.adapter.driver != AdapterDriver::Local {
+        return Err(StartError::NotBuilt {
+            key: "adapter.driver",
+            value: config.adapter.driver.as_str(),
+        });
+    }
+    if matches!(
+        config.cache.driver,
+        CacheDriver::Redis | CacheDriver::RedisCluster
+    ) {
+        return Err(StartError::NotBuilt {
+            key: "cache.driver",
+            value: config.cache.driver.as_str(),
+        });
+    }
+    if config.rate_limiter.is_active()
+        && matches!(
+            config.rate_limiter.driver,
+            RateLimiterDriver::Redis | RateLimiterDriver::RedisCluster
+        )
+    {
+        return Err(StartError::NotBuilt {
+            key: "rate_limiter.driver",
+            value: config.rate_limiter.driver.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// A running node.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub state: Arc<ServerState>,
+    /// The app generated because the config had none.
+    pub generated_app: Option<App>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Drains (see [`Lifecycle::drain`]) and waits for the listeners to stop.
+    pub async fn shutdown(self) {
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_period);
+        self.state.lifecycle.drain(grace).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the listeners stop (after a drain).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Starts a node. `config_path` enables app hot reload from that file.
+pub async fn start(
+    config: ServerConfig,
+    config_path: Option<PathBuf>,
+) -> Result<RunningServer, StartError> {
+    check_drivers(&config)?;
+    let mut apps = resolve_apps(&config.apps)?;
+    let generated_app = if apps.is_empty() {
+        let app = App::generated();
+        apps.push(app.clone());
+        Some(app)
+    } else {
+        None
+    };
+    let registry = Arc::new(AppRegistry::new(apps));
+    let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
+    let hub = Arc::new(LocalHub::default());
+    let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
+    let cache: Arc<dyn Cache> = match config.cache.driver {
+        CacheDriver::None => Arc::new(NoCache),
+        _ => Arc::new(MemoryCache::new(config.cache.memory.max_capacity)),
+    };
+    let limiter: Arc<dyn RateLimiter> = if config.rate_limiter.is_active() {
+        Arc::new(MemoryRateLimiter::default())
+    } else {
+        Arc::new(NoRateLimiter)
+    };
+    let webhooks = Webhooks::start(
+        config.webhooks.clone(),
+        registry.clone(),
+        adapter.clone(),
+        metrics.clone(),
+    );
+    let lifecycle = Arc::new(Lifecycle::default());
+
+    let listener = bind(&config.host, config.port).await?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: format!("{}:{}", config.host, config.port),
+        source,
+    })?;
+    let metrics_listener = if config.metrics.enabled {
+        Some(bind(&config.metrics.host, config.metrics.port).await?)
+    } else {
+        None
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let state = Arc::new(ServerState {
+        config,
+        apps: registry.clone(),
+        adapter,
+        cache,
+        limiter,
+        metrics: metrics.clone(),
+        webhooks,
+        lifecycle: lifecycle.clone(),
+    });
+
+    let mut tasks = Vec::new();
+    let app = crate::http::router(state.clone());
+    let mut stop = lifecycle.stop_signal();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    if let Some(l) = metrics_listener {
+        let m = metrics.clone();
+        let router = Router::new().route("/metrics", get(move || async move { m.render() }));
+        let mut stop = lifecycle.stop_signal();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(l, router).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        }));
+    }
+    if let Some(path) = config_path {
+        let reloader = AppReloader::new(path, registry, generated_app.clone());
+        tokio::spawn(reloader.run(lifecycle.stop_signal()));
+    }
+    lifecycle.set_ready();
+    tracing::info!(%addr, metrics = ?metrics_addr, adapter = state.adapter.driver(), cache = state.cache.driver(), rate_limiter = state.limiter.driver(), "sockudo listening");
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        state,
+        generated_app,
+        tasks,
+    })
+}
