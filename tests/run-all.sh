@@ -10,14 +10,23 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+status=0
+
+echo "== cargo test"
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+cargo test --workspace --locked 2>&1 | tee -a "$log"
+((status |= PIPESTATUS[0]))
+echo "== chart tests (Helm SDK, Kubernetes 1.33 and 1.37 schemas)"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/chart 2>&1 | tee -a "$log"
+((status |= PIPESTATUS[0]))
 set -e
-# One closing line for the whole run: the sum of every test binary's result line.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+# One closing line for the whole run: cargo's per-binary result lines plus pytest's summary.
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^[0-9]+ (passed|failed).* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -1,0 +1,385 @@
+//! A managed NATS cluster, as the official chart runs it: StatefulSet (Parallel, so a JetStream
+//! quorum can form), a headless Service publishing not-ready pods (routes), a client Service,
+//! lame-duck mode on stop, and JetStream when delta coordination needs its KV store.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::Child;
+use super::credentials::nats_auth_secret;
+use super::deployment::{
+    image_reference, restricted_pod_security_context, restricted_security_context,
+};
+use super::inputs::Inputs;
+use super::names;
+use crate::crd::{NatsSpec, SockudoCluster};
+
+/// The official image, pinned (alpine: `nats-server` on PATH for the lame-duck preStop).
+pub const NATS_IMAGE: &str = "docker.io/library/nats";
+pub const NATS_TAG: &str = "2.10.24-alpine";
+pub const CLIENT_PORT: i32 = 4222;
+pub const CLUSTER_PORT: i32 = 6222;
+pub const MONITOR_PORT: i32 = 8222;
+pub const NATS_UID: i64 = 1000;
+const COMPONENT: &str = "nats";
+const PID_FILE: &str = "/var/run/nats/nats.pid";
+/// Lame-duck spreads client reconnects over this long before the server exits.
+const LAME_DUCK_SECONDS: i64 = 30;
+
+pub fn name(cluster: &SockudoCluster) -> String {
+    format!("{}-nats", cluster.name_any())
+}
+
+pub fn client_service(cluster: &SockudoCluster) -> String {
+    name(cluster)
+}
+
+pub fn headless_service(cluster: &SockudoCluster) -> String {
+    format!("{}-headless", name(cluster))
+}
+
+pub fn replicas(spec: &NatsSpec) -> i32 {
+    spec.managed.as_ref().and_then(|m| m.replicas).unwrap_or(3)
+}
+
+/// JetStream on when asked, else exactly when delta coordination needs its KV store.
+pub fn jetstream(inputs: &Inputs, spec: &NatsSpec) -> bool {
+    let delta = inputs
+        .cluster
+        .spec
+        .delta_compression
+        .clone()
+        .unwrap_or_default();
+    spec.managed
+        .as_ref()
+        .and_then(|m| m.jetstream)
+        .unwrap_or(delta.enabled.unwrap_or(true) && delta.cluster_coordination.unwrap_or(false))
+}
+
+/// `nats.conf`. `$SERVER_NAME` and `$NATS_TOKEN` are environment variables of the pod, so the
+/// ConfigMap holds no secret and is the same for every pod.
+pub fn nats_conf(inputs: &Inputs, spec: &NatsSpec) -> String {
+    let cluster = inputs.cluster;
+    let n = replicas(spec);
+    let sts = name(cluster);
+    let headless = headless_service(cluster);
+    let ns = names::namespace(cluster);
+    let mut conf = format!(
+        "# Rendered by sockudo-operator.\n\
+         server_name: $SERVER_NAME\n\
+         listen: \"0.0.0.0:{CLIENT_PORT}\"\n\
+         http: \"0.0.0.0:{MONITOR_PORT}\"\n\
+         pid_file: \"{PID_FILE}\"\n\
+         lame_duck_duration: \"{LAME_DUCK_SECONDS}s\"\n\
+         lame_duck_grace_period: \"10s\"\n\
+         authorization {{\n  token: $NATS_TOKEN\n}}\n"
+    );
+    if n > 1 {
+        let routes: Vec<String> = (0..n)
+            .map(|i| format!("    \"nats://{sts}-{i}.{headless}.{ns}.svc:{CLUSTER_PORT}\""))
+            .collect();
+        conf.push_str(&format!(
+            "cluster {{\n  name: \"{sts}\"\n  listen: \"0.0.0.0:{CLUSTER_PORT}\"\n  no_advertise: true\n  routes: [\n{}\n  ]\n}}\n",
+            routes.join("\n")
+        ));
+    }
+    if jetstream(inputs, spec) {
+        conf.push_str(
+            "jetstream {\n  store_dir: \"/data\"\n  max_memory_store: 256MB\n  max_file_store: 1GB\n}\n",
+        );
+    }
+    conf
+}
+
+pub fn config_map(inputs: &Inputs, spec: &NatsSpec) -> ConfigMap {
+    ConfigMap {
+        metadata: names::child_meta(
+            inputs.cluster,
+            format!("{}-config", name(inputs.cluster)),
+            "nats",
+            COMPONENT,
+        ),
+        data: Some(BTreeMap::from([(
+            "nats.conf".to_string(),
+            nats_conf(inputs, spec),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+pub fn auth_secret(inputs: &Inputs) -> Secret {
+    let secret = nats_auth_secret(inputs.cluster);
+    let token = inputs.generated.get(&secret).cloned().unwrap_or_default();
+    Secret {
+        metadata: names::child_meta(inputs.cluster, secret, "nats", COMPONENT),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            "token".to_string(),
+            ByteString(token.into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        ..ServicePort::default()
+    }
+}
+
+pub fn services(inputs: &Inputs) -> Vec<Service> {
+    let cluster = inputs.cluster;
+    let selector = names::selector_labels(cluster, "nats", COMPONENT);
+    vec![
+        Service {
+            metadata: names::child_meta(cluster, headless_service(cluster), "nats", COMPONENT),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                // Routes must resolve before the peers are ready, or a quorum never forms.
+                publish_not_ready_addresses: Some(true),
+                selector: Some(selector.clone()),
+                ports: Some(vec![
+                    port("client", CLIENT_PORT),
+                    port("cluster", CLUSTER_PORT),
+                    port("monitor", MONITOR_PORT),
+                ]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+        Service {
+            metadata: names::child_meta(cluster, client_service(cluster), "nats", COMPONENT),
+            spec: Some(ServiceSpec {
+                selector: Some(selector),
+                ports: Some(vec![port("client", CLIENT_PORT)]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    ]
+}
+
+fn healthz(query: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(format!("/healthz{query}")),
+            port: IntOrString::String("monitor".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
+    let cluster = inputs.cluster;
+    let managed = spec.managed.clone().unwrap_or_default();
+    let sts = name(cluster);
+    let selector = names::selector_labels(cluster, "nats", COMPONENT);
+    let js = jetstream(inputs, spec);
+    let token_env = EnvVar {
+        name: "NATS_TOKEN".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: nats_auth_secret(cluster),
+                key: "token".into(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let container = Container {
+        name: "nats".into(),
+        image: Some(image_reference(
+            managed.image.as_ref(),
+            NATS_IMAGE,
+            NATS_TAG,
+        )),
+        image_pull_policy: managed
+            .image
+            .as_ref()
+            .and_then(|i| i.pull_policy)
+            .map(|p| p.as_str().to_string()),
+        command: Some(vec!["nats-server".into()]),
+        args: Some(vec!["--config".into(), "/etc/nats/nats.conf".into()]),
+        env: Some(vec![
+            env_from_field("SERVER_NAME", "metadata.name"),
+            token_env,
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("client".into()),
+                container_port: CLIENT_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("cluster".into()),
+                container_port: CLUSTER_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("monitor".into()),
+                container_port: MONITOR_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        startup_probe: Some(Probe {
+            failure_threshold: Some(90),
+            ..healthz("", 2)
+        }),
+        readiness_probe: Some(healthz(if js { "?js-server-only=true" } else { "" }, 10)),
+        liveness_probe: Some(healthz(if js { "?js-enabled-only=true" } else { "" }, 30)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "nats-server".into(),
+                        format!("--signal=ldm={PID_FILE}"),
+                    ]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        resources: managed.resources.clone(),
+        security_context: Some(restricted_security_context(NATS_UID)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: "/etc/nats".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "pid".into(),
+                mount_path: "/var/run/nats".into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{sts}-config"),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "pid".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    let claims = managed.storage.as_ref().map(|storage| {
+        vec![PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity(storage.size.clone()),
+                    )])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        }]
+    });
+    if claims.is_none() {
+        volumes.push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+    }
+    let mut pod_labels = names::labels(cluster, "nats", COMPONENT);
+    pod_labels.extend(selector.clone());
+    StatefulSet {
+        metadata: names::child_meta(cluster, sts.clone(), "nats", COMPONENT),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas(spec)),
+            service_name: Some(headless_service(cluster)),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(restricted_pod_security_context(NATS_UID)),
+                    // Lame duck plus a margin.
+                    termination_grace_period_seconds: Some(LAME_DUCK_SECONDS + 30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// Every child of the managed NATS.
+pub fn managed(spec: &NatsSpec, inputs: &Inputs) -> Vec<Child> {
+    let mut children = vec![
+        Child::ConfigMap(config_map(inputs, spec)),
+        Child::Secret(auth_secret(inputs)),
+    ];
+    children.extend(services(inputs).into_iter().map(Child::Service));
+    children.push(Child::StatefulSet(stateful_set(inputs, spec)));
+    children
+}

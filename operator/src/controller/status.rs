@@ -1,0 +1,358 @@
+//! The status of a SockudoCluster, computed from what the reconcile saw. Pure and deterministic:
+//! the same observations give the same status, so a no-op reconcile writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self, Wanted};
+use crate::build::Desired;
+use crate::build::deployment::{HTTP_PORT, METRICS_PORT};
+use crate::build::names;
+use crate::crd::{
+    ConditionType, Endpoints, RedisClusterPhase, RedisClusterStatus, SockudoCluster,
+    SockudoClusterStatus,
+};
+
+/// Readiness of one workload (the server Deployment or a backend StatefulSet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    pub desired: i32,
+    pub ready: i32,
+    /// Pods running the current template.
+    pub updated: i32,
+    /// The controller of the workload has seen its latest spec.
+    pub observed_current: bool,
+}
+
+impl Workload {
+    pub fn is_ready(&self) -> bool {
+        self.observed_current && self.ready >= self.desired && self.updated >= self.desired
+    }
+}
+
+/// What the reconcile observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub server: Option<Workload>,
+    pub redis: Vec<Workload>,
+    pub nats: Vec<Workload>,
+    /// Some consumer uses an external Redis / NATS (not observed by the operator).
+    pub external_redis: bool,
+    pub external_nats: bool,
+    pub redis_cluster: Option<RedisClusterStatus>,
+}
+
+/// Why the desired state could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    InvalidSpec(Vec<String>),
+    SecretMissing(Vec<String>),
+    ApplyFailed(String),
+}
+
+impl Problem {
+    fn reason(&self) -> &'static str {
+        match self {
+            Problem::InvalidSpec(_) => "InvalidSpec",
+            Problem::SecretMissing(_) => "SecretMissing",
+            Problem::ApplyFailed(_) => "ApplyFailed",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Problem::InvalidSpec(e) => format!("invalid spec: {}", e.join("; ")),
+            Problem::SecretMissing(s) => format!("missing Secret(s) or keys: {}", s.join(", ")),
+            Problem::ApplyFailed(e) => format!("applying children failed: {e}"),
+        }
+    }
+}
+
+fn backend_condition(
+    type_: ConditionType,
+    what: &str,
+    workloads: &[Workload],
+    external: bool,
+    cluster: Option<&RedisClusterStatus>,
+) -> Option<Wanted> {
+    if workloads.is_empty() && !external {
+        return None;
+    }
+    let waiting: Vec<&str> = workloads
+        .iter()
+        .filter(|w| !w.is_ready())
+        .map(|w| w.name.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        return Some(Wanted::new(
+            type_,
+            false,
+            "PodsNotReady",
+            format!("waiting for {}", waiting.join(", ")),
+        ));
+    }
+    if let Some(c) = cluster
+        && c.phase != RedisClusterPhase::Ready
+    {
+        return Some(Wanted::new(
+            type_,
+            false,
+            "ClusterBootstrapping",
+            format!(
+                "Redis Cluster {:?}: {} of 16384 slots assigned",
+                c.phase, c.slots_assigned
+            ),
+        ));
+    }
+    Some(if workloads.is_empty() {
+        Wanted::new(
+            type_,
+            true,
+            "External",
+            format!("external {what}, not managed by the operator"),
+        )
+    } else {
+        Wanted::new(type_, true, "Ready", format!("managed {what} is ready"))
+    })
+}
+
+/// The new status. `old` supplies the previous conditions, so transition times are kept.
+pub fn compute(
+    cluster: &SockudoCluster,
+    desired: Option<&Desired>,
+    observed: &Observed,
+    problem: Option<&Problem>,
+    paused: bool,
+    now: &Time,
+) -> SockudoClusterStatus {
+    let old = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let mut wanted = Vec::new();
+
+    let redis = backend_condition(
+        ConditionType::RedisReady,
+        "Redis",
+        &observed.redis,
+        observed.external_redis,
+        observed.redis_cluster.as_ref(),
+    );
+    let nats = backend_condition(
+        ConditionType::NatsReady,
+        "NATS",
+        &observed.nats,
+        observed.external_nats,
+        None,
+    );
+    let deps_ready =
+        redis.as_ref().is_none_or(|c| c.status) && nats.as_ref().is_none_or(|c| c.status);
+    let server_ready = observed.server.as_ref().is_some_and(Workload::is_ready);
+
+    let ready = match (problem, &observed.server) {
+        (Some(p), _) => Wanted::new(ConditionType::Ready, false, p.reason(), p.message()),
+        (None, _) if server_ready && deps_ready => Wanted::new(
+            ConditionType::Ready,
+            true,
+            "Ready",
+            "all server pods and backends are ready",
+        ),
+        (None, Some(s)) => Wanted::new(
+            ConditionType::Ready,
+            false,
+            if s.is_ready() {
+                "BackendsNotReady"
+            } else {
+                "PodsNotReady"
+            },
+            format!("{} of {} server pods ready", s.ready, s.desired),
+        ),
+        (None, None) => Wanted::new(
+            ConditionType::Ready,
+            false,
+            "Pending",
+            "the server Deployment does not exist yet",
+        ),
+    };
+    wanted.push(ready);
+    let progressing = problem.is_none() && !(server_ready && deps_ready);
+    wanted.push(if progressing {
+        Wanted::new(
+            ConditionType::Progressing,
+            true,
+            "RollingOut",
+            "waiting for pods and backends to become ready",
+        )
+    } else {
+        Wanted::new(
+            ConditionType::Progressing,
+            false,
+            if problem.is_some() {
+                "Blocked"
+            } else {
+                "Complete"
+            },
+            "",
+        )
+    });
+    wanted.push(match problem {
+        Some(p) => Wanted::new(ConditionType::Degraded, true, p.reason(), p.message()),
+        None => Wanted::new(ConditionType::Degraded, false, "AsExpected", ""),
+    });
+    wanted.extend(redis);
+    wanted.extend(nats);
+    if paused {
+        wanted.push(Wanted::new(
+            ConditionType::ReconciliationPaused,
+            true,
+            "Paused",
+            format!(
+                "annotation {}={} is set: nothing is applied",
+                crate::crd::PAUSE_ANNOTATION,
+                crate::crd::PAUSE_VALUE
+            ),
+        ));
+    }
+
+    let ns = names::namespace(cluster);
+    let ingress = cluster.spec.ingress.as_ref().map(|i| {
+        let scheme = if i.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}", i.host)
+    });
+    let metrics_enabled = cluster
+        .spec
+        .metrics
+        .as_ref()
+        .and_then(|m| m.enabled)
+        .unwrap_or(true);
+    let service_port = cluster
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.port)
+        .unwrap_or(HTTP_PORT);
+    SockudoClusterStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &wanted, generation, now),
+        replicas: observed.server.as_ref().map_or(0, |s| s.desired),
+        ready_replicas: observed.server.as_ref().map_or(0, |s| s.ready),
+        selector: Some(names::server_selector_string(cluster)),
+        endpoints: Some(Endpoints {
+            client: Some(format!(
+                "{}.{ns}.svc:{service_port}",
+                names::client_service(cluster)
+            )),
+            metrics: metrics_enabled.then(|| {
+                format!(
+                    "{}.{ns}.svc:{METRICS_PORT}",
+                    names::metrics_service(cluster)
+                )
+            }),
+            ingress,
+        }),
+        warnings: desired.map(|d| d.warnings.clone()).unwrap_or(old.warnings),
+        skipped: desired.map(|d| d.skipped.clone()).unwrap_or(old.skipped),
+        config_hash: desired.map(|d| d.config_hash.clone()).or(old.config_hash),
+        redis_cluster: observed.redis_cluster.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::SockudoClusterSpec;
+
+    fn cluster() -> SockudoCluster {
+        let spec: SockudoClusterSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 2, "adapter": {"driver": "redis"}, "redis": {"managed": {}},
+            "apps": [{"id": "1", "secretRef": {"name": "s"}}]
+        }))
+        .unwrap();
+        let mut c = SockudoCluster::new("x", spec);
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.generation = Some(3);
+        c
+    }
+
+    fn workload(ready: i32) -> Workload {
+        Workload {
+            name: "w".into(),
+            desired: 2,
+            ready,
+            updated: 2,
+            observed_current: true,
+        }
+    }
+
+    fn condition<'a>(
+        s: &'a SockudoClusterStatus,
+        t: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn progressing_then_ready_and_stable() {
+        let now = Time("2024-01-01T00:00:00Z".parse().unwrap());
+        let later = Time("2024-01-01T00:05:00Z".parse().unwrap());
+        let mut c = cluster();
+        let observed = Observed {
+            server: Some(workload(0)),
+            redis: vec![Workload {
+                desired: 1,
+                ..workload(0)
+            }],
+            ..Observed::default()
+        };
+        let s1 = compute(&c, None, &observed, None, false, &now);
+        assert_eq!(condition(&s1, "Ready").status, "False");
+        assert_eq!(condition(&s1, "Progressing").status, "True");
+        assert_eq!(condition(&s1, "RedisReady").status, "False");
+        assert_eq!(s1.observed_generation, Some(3));
+        c.status = Some(s1.clone());
+        assert_eq!(
+            compute(&c, None, &observed, None, false, &later),
+            s1,
+            "no-op is stable"
+        );
+
+        let ready = Observed {
+            server: Some(workload(2)),
+            redis: vec![Workload {
+                desired: 1,
+                ..workload(1)
+            }],
+            ..Observed::default()
+        };
+        let s2 = compute(&c, None, &ready, None, false, &later);
+        assert_eq!(condition(&s2, "Ready").status, "True");
+        assert_eq!(condition(&s2, "Ready").last_transition_time, later);
+        assert_eq!(
+            condition(&s2, "Degraded").last_transition_time,
+            now,
+            "not flipped"
+        );
+        assert_eq!(
+            s2.selector.as_deref(),
+            Some(
+                "app.kubernetes.io/component=server,app.kubernetes.io/instance=x,app.kubernetes.io/name=sockudo"
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_degrades_with_a_reason() {
+        let now = Time("2024-01-01T00:00:00Z".parse().unwrap());
+        let problem = Problem::SecretMissing(vec!["s".into()]);
+        let s = compute(
+            &cluster(),
+            None,
+            &Observed::default(),
+            Some(&problem),
+            true,
+            &now,
+        );
+        assert_eq!(condition(&s, "Degraded").status, "True");
+        assert_eq!(condition(&s, "Degraded").reason, "SecretMissing");
+        assert_eq!(condition(&s, "Ready").reason, "SecretMissing");
+        assert_eq!(condition(&s, "ReconciliationPaused").status, "True");
+    }
+}

@@ -1,0 +1,113 @@
+//! `status`: what the operator observed and decided.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of a SockudoCluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SockudoClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing`, `Degraded`, `ReconciliationPaused` and one per dependency
+    /// (`RedisReady`, `NatsReady`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Server pods that exist (the scale subresource's status replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Server pods ready to take connections.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the server pods (the scale subresource's selector, used by an HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Where clients and Prometheus reach the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    /// Configuration that works but is probably not what is wanted (e.g. a memory rate limiter
+    /// with several replicas lets a client get replicas times the limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Optional objects not created because the cluster lacks their API (e.g.
+    /// `ServiceMonitor (monitoring.coreos.com/v1)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// Hash of the server settings and backend credentials the pods run with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// The managed Redis Cluster's bootstrap and slot state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cluster: Option<RedisClusterStatus>,
+}
+
+/// Addresses of the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// In-cluster WebSocket / HTTP API address, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// In-cluster Prometheus address, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// Public URL through the Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<String>,
+}
+
+/// Where the managed Redis Cluster's bootstrap is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RedisClusterPhase {
+    /// Waiting for every node to answer.
+    Pending,
+    /// Nodes meet, slots are assigned, replicas attached: one step per reconcile.
+    Bootstrapping,
+    /// Slots are being moved after a change of the number of masters.
+    Resharding,
+    /// `cluster_state:ok` and all 16384 slots covered.
+    Ready,
+}
+
+/// The managed Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisClusterStatus {
+    /// Bootstrap phase.
+    pub phase: RedisClusterPhase,
+    /// Masters that own slots.
+    #[serde(default)]
+    pub masters: i32,
+    /// Slots covered by a master (16384 when complete).
+    #[serde(default)]
+    pub slots_assigned: i32,
+    /// The last step taken, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<String>,
+}
+
+/// The condition types this operator sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConditionType {
+    Ready,
+    Progressing,
+    Degraded,
+    ReconciliationPaused,
+    RedisReady,
+    NatsReady,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Progressing => "Progressing",
+            ConditionType::Degraded => "Degraded",
+            ConditionType::ReconciliationPaused => "ReconciliationPaused",
+            ConditionType::RedisReady => "RedisReady",
+            ConditionType::NatsReady => "NatsReady",
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The operator's integration tests, in one binary to keep link time down on small machines.
+
+mod backend_configs;
+mod cel_rules;
+mod crd_drift;
+mod examples;
+mod seed_equivalence;
+mod snapshots;
+mod support;
