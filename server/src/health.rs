@@ -44,10 +44,12 @@ pub async fn ready(State(state): State<Arc<ServerState>>) -> Response {
             .backend_up
             .with_label_values(&[name, driver])
             .set(i64::from(status == "ok"));
-        detail.insert(
-            name.into(),
-            json!({ "driver": driver, "status": status, "error": error }),
-        );
+        let mut entry = json!({ "driver": driver, "status": status, "error": error });
+        if name == "rate_limiter" {
+            // What requests get while this backend is down (see `enforce`).
+            entry["on_backend_failure"] = json!(state.config.rate_limiter.on_backend_failure);
+        }
+        detail.insert(name.into(), entry);
     }
     let (code, status) = match phase {
         Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub rate_limit_hits: IntCounterVec,
     pub backend_up: IntGaugeVec,
     pub webhooks: IntCounterVec,
+    pub cache_operations: IntCounterVec,
+    pub rate_limit_decisions: IntCounterVec,
+    pub rate_limiter_backend_failures: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -92,6 +95,24 @@ impl Metrics {
                 "webhooks_total",
                 "Webhook requests by outcome",
                 &["outcome"],
+            ),
+            cache_operations: counter_vec(
+                r,
+                "cache_operations_total",
+                "Cache operations by driver, operation (get/set/delete) and result (hit/miss/ok/error)",
+                &["driver", "op", "result"],
+            ),
+            rate_limit_decisions: counter_vec(
+                r,
+                "rate_limit_decisions_total",
+                "Rate-limit checks by driver, limit and decision (allowed/refused/backend_error)",
+                &["driver", "limiter", "decision"],
+            ),
+            rate_limiter_backend_failures: counter_vec(
+                r,
+                "rate_limiter_backend_failures_total",
+                "Checks the limiter's backend could not answer, by driver and the configured on_backend_failure",
+                &["driver", "on_failure"],
             ),
             registry,
         }

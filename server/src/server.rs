@@ -7,21 +7,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use sockudo_config::{AdapterDriver, CacheDriver, ConfigError, RateLimiterDriver, ServerConfig};
+use sockudo_config::{AdapterDriver, ConfigError, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::adapter::Adapter;
 use crate::adapter::local::LocalAdapter;
 use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
-use crate::cache::Cache;
-use crate::cache::memory::MemoryCache;
-use crate::cache::none::NoCache;
 use crate::hub::LocalHub;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
-use crate::rate_limit::memory::MemoryRateLimiter;
-use crate::rate_limit::none::NoRateLimiter;
 use crate::shutdown::Lifecycle;
 use crate::state::ServerState;
 use crate::webhooks::Webhooks;
@@ -35,6 +29,8 @@ pub enum StartError {
         key: &'static str,
         value: &'static str,
     },
+    #[error(transparent)]
+    Driver(#[from] crate::drivers::DriverError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -48,26 +44,6 @@ pub fn check_drivers(config: &ServerConfig) -> Result<(), StartError> {
         return Err(StartError::NotBuilt {
             key: "adapter.driver",
             value: config.adapter.driver.as_str(),
-        });
-    }
-    if matches!(
-        config.cache.driver,
-        CacheDriver::Redis | CacheDriver::RedisCluster
-    ) {
-        return Err(StartError::NotBuilt {
-            key: "cache.driver",
-            value: config.cache.driver.as_str(),
-        });
-    }
-    if config.rate_limiter.is_active()
-        && matches!(
-            config.rate_limiter.driver,
-            RateLimiterDriver::Redis | RateLimiterDriver::RedisCluster
-        )
-    {
-        return Err(StartError::NotBuilt {
-            key: "rate_limiter.driver",
-            value: config.rate_limiter.driver.as_str(),
         });
     }
     Ok(())
@@ -126,15 +102,8 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
     let hub = Arc::new(LocalHub::default());
     let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
-    let cache: Arc<dyn Cache> = match config.cache.driver {
-        CacheDriver::None => Arc::new(NoCache),
-        _ => Arc::new(MemoryCache::new(config.cache.memory.max_capacity)),
-    };
-    let limiter: Arc<dyn RateLimiter> = if config.rate_limiter.is_active() {
-        Arc::new(MemoryRateLimiter::default())
-    } else {
-        Arc::new(NoRateLimiter)
-    };
+    let cache = crate::drivers::cache(&config, &metrics).await?;
+    let limiter = crate::drivers::rate_limiter(&config, &metrics).await?;
     let webhooks = Webhooks::start(
         config.webhooks.clone(),
         registry.clone(),

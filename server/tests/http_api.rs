@@ -388,14 +388,6 @@ async fn unbuilt_drivers_are_refused_at_startup() {
             "adapter.driver = redis",
         ),
         (r#"{"adapter":{"driver":"nats"}}"#, "adapter.driver = nats"),
-        (
-            r#"{"cache":{"driver":"redis","redis":{"host":"h"}}}"#,
-            "cache.driver = redis",
-        ),
-        (
-            r#"{"rate_limiter":{"driver":"redis-cluster","redis":{"nodes":["redis://h:1"]}}}"#,
-            "rate_limiter.driver = redis-cluster",
-        ),
     ] {
         let mut cfg = sockudo_config::parse_str(json, sockudo_config::Format::Json).unwrap();
         cfg.port = 0;

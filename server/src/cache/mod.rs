@@ -1,9 +1,12 @@
-//! The general cache: cache channels' last events (and, later, other shared state). Each
-//! entry carries its own TTL.
+//! The general cache: cache channels' last events and the short-lived `/channels` listing.
+//! Each entry carries its own TTL. Drivers: `memory` (moka), `redis` / `redis-cluster`
+//! ([`redis::RedisCache`]) and `none`; [`Metered`] wraps whichever is chosen with metrics.
 
 pub mod memory;
 pub mod none;
+pub mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +33,68 @@ pub trait Cache: Send + Sync {
     async fn set(&self, key: &str, value: String, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
     fn health(&self) -> BackendHealth;
+}
+
+/// Key of an app's `/channels` listing (cluster-wide channels and counts).
+pub fn channels_listing_key(app_id: &str) -> String {
+    format!("app:{app_id}:channels_listing")
+}
+
+/// Any driver, counted in `cache_operations_total{driver, op, result}`.
+pub struct Metered {
+    inner: Arc<dyn Cache>,
+    ops: prometheus::IntCounterVec,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Cache>, metrics: &crate::metrics::Metrics) -> Self {
+        Metered {
+            inner,
+            ops: metrics.cache_operations.clone(),
+        }
+    }
+
+    fn count(&self, op: &str, result: &str) {
+        self.ops
+            .with_label_values(&[self.inner.driver(), op, result])
+            .inc();
+    }
+}
+
+#[async_trait]
+impl Cache for Metered {
+    fn driver(&self) -> &'static str {
+        self.inner.driver()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Cached>, CacheError> {
+        let r = self.inner.get(key).await;
+        self.count(
+            "get",
+            match &r {
+                Ok(Some(_)) => "hit",
+                Ok(None) => "miss",
+                Err(_) => "error",
+            },
+        );
+        r
+    }
+
+    async fn set(&self, key: &str, value: String, ttl: Duration) -> Result<(), CacheError> {
+        let r = self.inner.set(key, value, ttl).await;
+        self.count("set", if r.is_ok() { "ok" } else { "error" });
+        r
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        let r = self.inner.delete(key).await;
+        self.count("delete", if r.is_ok() { "ok" } else { "error" });
+        r
+    }
+
+    fn health(&self) -> BackendHealth {
+        self.inner.health()
+    }
 }
 
 /// Key of a cache channel's last event.

@@ -18,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::protocol::server as frames;
 use crate::protocol::{ErrorCode, codes::CLOSE_MESSAGE_TOO_BIG};
 use crate::rate_limit::client_ip::client_ip;
+use crate::rate_limit::{Verdict, enforce};
 use crate::socket_id::SocketId;
 use crate::state::ServerState;
 use handle::ConnHandle;
@@ -50,21 +51,17 @@ pub async fn upgrade(
     let rl = &state.config.rate_limiter;
     if rl.is_active() {
         let ip = client_ip(peer, &headers, rl.trusted_proxy_hops);
-        match state
-            .limiter
-            .check(&format!("ws:{ip}"), &rl.websocket_rate_limit)
-            .await
+        match enforce(
+            &state,
+            "websocket",
+            &format!("ws:{ip}"),
+            &rl.websocket_rate_limit,
+        )
+        .await
         {
-            Ok(d) if !d.allowed => {
-                state
-                    .metrics
-                    .rate_limit_hits
-                    .with_label_values(&["websocket"])
-                    .inc();
-                return ApiError::rate_limited(d).into_response();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; connection allowed"),
+            Verdict::Refused(d) => return ApiError::rate_limited(d).into_response(),
+            Verdict::Unavailable(why) => return ApiError::limiter_unavailable(why).into_response(),
+            Verdict::Allowed(_) => {}
         }
     }
     let origin = headers

@@ -9,11 +9,12 @@ use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::cache::cache_channel_key;
+use crate::cache::{cache_channel_key, channels_listing_key};
 use crate::channel::ChannelType;
 use crate::http::authenticate;
 use crate::http::error::ApiError;
 use crate::http::events::record;
+use crate::hub::ChannelCounts;
 use crate::state::ServerState;
 
 fn service(e: impl std::fmt::Display) -> ApiError {
@@ -34,6 +35,51 @@ fn attributes(params: &std::collections::HashMap<String, String>) -> Vec<String>
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// An app's channels, from the short-lived listing cache (`cache.channels_listing_ttl_ms`, 0 turns
+/// it off) or the adapter. With a horizontal adapter the listing is a cluster-wide query; the
+/// cache spares repeating it for every poll within the TTL. Cache trouble falls back to the
+/// adapter: the cache is an optimisation, never a reason to fail the request.
+async fn channels_listing(
+    state: &ServerState,
+    app_id: &str,
+) -> Result<Vec<(String, ChannelCounts)>, ApiError> {
+    let ttl = state.config.cache.channels_listing_ttl_ms;
+    let key = channels_listing_key(app_id);
+    if ttl > 0
+        && let Ok(Some(hit)) = state.cache.get(&key).await
+        && let Ok(rows) = serde_json::from_str::<Vec<(String, usize, Option<usize>)>>(&hit.value)
+    {
+        return Ok(rows
+            .into_iter()
+            .map(|(name, subscription_count, user_count)| {
+                (
+                    name,
+                    ChannelCounts {
+                        subscription_count,
+                        user_count,
+                    },
+                )
+            })
+            .collect());
+    }
+    let channels = state.adapter.channels(app_id).await.map_err(service)?;
+    if ttl > 0 {
+        let rows: Vec<(&str, usize, Option<usize>)> = channels
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.subscription_count, c.user_count))
+            .collect();
+        let value = serde_json::to_string(&rows).unwrap_or_default();
+        if let Err(e) = state
+            .cache
+            .set(&key, value, std::time::Duration::from_millis(ttl))
+            .await
+        {
+            tracing::debug!(error = %e, "channel listing not cached");
+        }
+    }
+    Ok(channels)
 }
 
 /// `GET /apps/{id}/channels?filter_by_prefix=&info=user_count,subscription_count`
@@ -57,11 +103,7 @@ pub async fn list(
                 "info=user_count needs filter_by_prefix=presence-",
             ));
         }
-        let channels = state
-            .adapter
-            .channels(&authed.app.id)
-            .await
-            .map_err(service)?;
+        let channels = channels_listing(&state, &authed.app.id).await?;
         let mut out = Map::new();
         for (name, counts) in channels {
             if !name.starts_with(&prefix) {

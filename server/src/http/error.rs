@@ -50,6 +50,17 @@ impl ApiError {
         e.retry_after = Some(d.retry_after.as_secs_f64().ceil().max(1.0) as u64);
         e
     }
+
+    /// The limiter's backend is down and configured to fail closed: 503, never a bare 500.
+    pub fn limiter_unavailable(why: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limiter_unavailable",
+            why,
+        );
+        e.retry_after = Some(1);
+        e
+    }
 }
 
 impl std::fmt::Display for ApiError {

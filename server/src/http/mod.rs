@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use crate::apps::App;
 use crate::connection;
 use crate::health;
-use crate::rate_limit::Decision;
 use crate::rate_limit::client_ip::client_ip;
+use crate::rate_limit::{Decision, Verdict, enforce};
 use crate::state::ServerState;
 use error::ApiError;
 
@@ -147,33 +147,19 @@ async fn limit_api(
     ];
     let mut tightest: Option<Decision> = None;
     for (name, key, limit) in checks {
-        match state.limiter.check(&key, limit).await {
-            Ok(d) if !d.allowed => {
-                state
-                    .metrics
-                    .rate_limit_hits
-                    .with_label_values(&[name])
-                    .inc();
+        match enforce(&state, name, &key, limit).await {
+            Verdict::Refused(d) => {
                 let mut resp = ApiError::rate_limited(d).into_response();
                 rate_headers(&mut resp, &d);
                 return resp;
             }
-            Ok(d) => {
+            Verdict::Unavailable(why) => return ApiError::limiter_unavailable(why).into_response(),
+            Verdict::Allowed(Some(d)) => {
                 if tightest.is_none_or(|t| d.remaining < t.remaining) {
                     tightest = Some(d);
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "rate limiter unavailable");
-                if rl.on_backend_failure == sockudo_config::FailureMode::Closed {
-                    return ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "service_unavailable",
-                        "rate limiter unavailable",
-                    )
-                    .into_response();
-                }
-            }
+            Verdict::Allowed(None) => {}
         }
     }
     let mut resp = next.run(req).await;

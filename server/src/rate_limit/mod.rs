@@ -4,10 +4,16 @@
 //!
 //! [`gcra`] is pure integer arithmetic on microseconds so a Redis Lua script (GET tat, the same
 //! arithmetic, SET tat PX) gives identical answers to the memory driver.
+//!
+//! Drivers: `memory`, `redis` / `redis-cluster` ([`redis::RedisRateLimiter`], cluster-wide) and
+//! `none`. `enabled: false` and `driver: none` mean the same: no limiter is consulted at all.
+//! [`enforce`] applies the one policy every call site shares, including
+//! `rate_limiter.on_backend_failure` when a shared backend cannot answer.
 
 pub mod client_ip;
 pub mod memory;
 pub mod none;
+pub mod redis;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,6 +86,66 @@ pub trait RateLimiter: Send + Sync {
     fn driver(&self) -> &'static str;
     async fn check(&self, key: &str, limit: &RateLimit) -> Result<Decision, RateLimitError>;
     fn health(&self) -> BackendHealth;
+}
+
+/// What a call site does with one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead; the decision feeds the X-RateLimit-* headers (None: backend down, failing open).
+    Allowed(Option<Decision>),
+    /// Over the limit: 429 (or the WebSocket equivalent) with Retry-After.
+    Refused(Decision),
+    /// Backend down and `on_backend_failure: closed`: 503, saying why.
+    Unavailable(String),
+}
+
+/// Checks `key` against `limit` with the configured driver and failure policy, counting the
+/// outcome (`rate_limit_decisions_total`, `rate_limit_hits_total`,
+/// `rate_limiter_backend_failures_total`). `name` labels the limit (`api_ip`, `websocket`, ...).
+pub async fn enforce(
+    state: &crate::state::ServerState,
+    name: &str,
+    key: &str,
+    limit: &RateLimit,
+) -> Verdict {
+    let m = &state.metrics;
+    let driver = state.limiter.driver();
+    match state.limiter.check(key, limit).await {
+        Ok(d) if d.allowed => {
+            m.rate_limit_decisions
+                .with_label_values(&[driver, name, "allowed"])
+                .inc();
+            Verdict::Allowed(Some(d))
+        }
+        Ok(d) => {
+            m.rate_limit_decisions
+                .with_label_values(&[driver, name, "refused"])
+                .inc();
+            m.rate_limit_hits.with_label_values(&[name]).inc();
+            Verdict::Refused(d)
+        }
+        Err(e) => {
+            let mode = state.config.rate_limiter.on_backend_failure;
+            let mode_name = match mode {
+                sockudo_config::FailureMode::Open => "open",
+                sockudo_config::FailureMode::Closed => "closed",
+            };
+            m.rate_limit_decisions
+                .with_label_values(&[driver, name, "backend_error"])
+                .inc();
+            m.rate_limiter_backend_failures
+                .with_label_values(&[driver, mode_name])
+                .inc();
+            // The outage itself is logged once by the backend; per request only at debug.
+            tracing::debug!(error = %e, limit = name, on_backend_failure = mode_name, "rate limiter unavailable");
+            match mode {
+                sockudo_config::FailureMode::Open => Verdict::Allowed(None),
+                sockudo_config::FailureMode::Closed => Verdict::Unavailable(format!(
+                    "{e}; rate_limiter.on_backend_failure is closed, so requests are refused until it is back"
+                )),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
