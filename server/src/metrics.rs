@@ -20,6 +20,7 @@ pub struct Metrics {
     pub rate_limit_hits: IntCounterVec,
     pub backend_up: IntGaugeVec,
     pub webhooks: IntCounterVec,
+    pub delta: crate::delta::DeltaMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -65,6 +66,8 @@ impl Metrics {
         )
         .expect("metric");
         r.register(Box::new(backend_up.clone())).expect("register");
+        let delta = crate::delta::DeltaMetrics::default();
+        delta.register(r);
         Metrics {
             connections: gauge(r, "connections", "Open WebSocket connections"),
             connections_total: counter(r, "connections_total", "WebSocket connections accepted"),
@@ -93,6 +96,7 @@ impl Metrics {
                 "Webhook requests by outcome",
                 &["outcome"],
             ),
+            delta,
             registry,
         }
     }

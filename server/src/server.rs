@@ -17,6 +17,7 @@ use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
 use crate::cache::Cache;
 use crate::cache::memory::MemoryCache;
 use crate::cache::none::NoCache;
+use crate::delta::DeltaService;
 use crate::hub::LocalHub;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -124,7 +125,8 @@ pub async fn start(
     };
     let registry = Arc::new(AppRegistry::new(apps));
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-    let hub = Arc::new(LocalHub::default());
+    let hub = Arc::new(LocalHub::with_delta_metrics(metrics.delta.clone()));
+    let delta = Arc::new(DeltaService::from_config(&config, metrics.delta.clone())?);
     let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
     let cache: Arc<dyn Cache> = match config.cache.driver {
         CacheDriver::None => Arc::new(NoCache),
@@ -164,6 +166,7 @@ pub async fn start(
         metrics: metrics.clone(),
         webhooks,
         lifecycle: lifecycle.clone(),
+        delta,
     });
 
     let mut tasks = Vec::new();
