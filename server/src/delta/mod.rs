@@ -196,9 +196,12 @@ impl DeltaService {
         .await
         {
             Ok(r) => r,
-            Err(_) => Err(CoordinationError::Timeout(
-                COORDINATION_TIMEOUT.as_millis() as u64
-            )),
+            Err(_) => {
+                self.coordinator.reset().await;
+                Err(CoordinationError::Timeout(
+                    COORDINATION_TIMEOUT.as_millis() as u64
+                ))
+            }
         };
         self.metrics
             .coordination_latency

@@ -36,6 +36,9 @@ pub trait Coordinator: Send + Sync {
     /// The next sequence number of the stream: strictly increasing, no number given twice while
     /// the stream is active (idle streams expire and start again at 1).
     async fn next_seq(&self, key: StreamKey<'_>) -> Result<u64, CoordinationError>;
+
+    /// Called after a call timed out (and was cancelled): drop connections that may be stale.
+    async fn reset(&self) {}
 }
 
 /// A stream's key in a backend that allows any bytes but separates the parts unambiguously:

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
 
@@ -33,7 +33,9 @@ pub struct NatsCoordinator {
     auth: NatsAuth,
     bucket: String,
     ttl: Duration,
-    store: OnceCell<kv::Store>,
+    /// Connected on first use; dropped on a backend error so the next attempt reconnects and
+    /// re-creates the bucket (a restarted server has lost its in-memory bucket).
+    store: Mutex<Option<kv::Store>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
@@ -48,7 +50,7 @@ impl NatsCoordinator {
             auth,
             bucket: bucket_name(prefix),
             ttl,
-            store: OnceCell::new(),
+            store: Mutex::new(None),
         }
     }
 
@@ -56,45 +58,50 @@ impl NatsCoordinator {
         &self.bucket
     }
 
-    async fn store(&self) -> Result<&kv::Store, CoordinationError> {
-        self.store
-            .get_or_try_init(|| async {
-                let addrs = self
-                    .servers
-                    .iter()
-                    .map(|s| s.parse::<async_nats::ServerAddr>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(unavailable)?;
-                // No retry_on_initial_connect: a failed first connect must fail fast (the
-                // service's breaker retries later) rather than leave a client looping.
-                let mut opts =
-                    async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2));
-                if let Some((u, p)) = &self.auth.user_password {
-                    opts = opts.user_and_password(u.clone(), p.clone());
-                }
-                if let Some(t) = &self.auth.token {
-                    opts = opts.token(t.clone());
-                }
-                if let Some(f) = &self.auth.credentials_file {
-                    opts = opts.credentials_file(f).await.map_err(unavailable)?;
-                }
-                let client = opts.connect(addrs).await.map_err(unavailable)?;
-                let js = jetstream::new(client);
-                if let Ok(store) = js.get_key_value(&self.bucket).await {
-                    return Ok(store);
-                }
-                js.create_key_value(kv::Config {
-                    bucket: self.bucket.clone(),
-                    description: "sockudo delta compression sequence numbers".into(),
-                    history: 1,
-                    max_age: self.ttl,
-                    storage: jetstream::stream::StorageType::Memory,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)
-            })
-            .await
+    async fn store(&self) -> Result<kv::Store, CoordinationError> {
+        let mut slot = self.store.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store = self.connect().await?;
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    async fn connect(&self) -> Result<kv::Store, CoordinationError> {
+        let addrs = self
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        // No retry_on_initial_connect: a failed first connect must fail fast (the
+        // service's breaker retries later) rather than leave a client looping.
+        let mut opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2));
+        if let Some((u, p)) = &self.auth.user_password {
+            opts = opts.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &self.auth.token {
+            opts = opts.token(t.clone());
+        }
+        if let Some(f) = &self.auth.credentials_file {
+            opts = opts.credentials_file(f).await.map_err(unavailable)?;
+        }
+        let client = opts.connect(addrs).await.map_err(unavailable)?;
+        let js = jetstream::new(client);
+        if let Ok(store) = js.get_key_value(&self.bucket).await {
+            return Ok(store);
+        }
+        js.create_key_value(kv::Config {
+            bucket: self.bucket.clone(),
+            description: "sockudo delta compression sequence numbers".into(),
+            history: 1,
+            max_age: self.ttl,
+            storage: jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)
     }
 }
 
@@ -138,7 +145,20 @@ impl Coordinator for NatsCoordinator {
 
     async fn next_seq(&self, k: StreamKey<'_>) -> Result<u64, CoordinationError> {
         let store = self.store().await?;
-        let key = key(k);
+        let result = self.increment(&store, key(k)).await;
+        if matches!(result, Err(CoordinationError::Unavailable(_))) {
+            Coordinator::reset(self).await;
+        }
+        result
+    }
+
+    async fn reset(&self) {
+        *self.store.lock().await = None;
+    }
+}
+
+impl NatsCoordinator {
+    async fn increment(&self, store: &kv::Store, key: String) -> Result<u64, CoordinationError> {
         for _ in 0..MAX_ATTEMPTS {
             let (current, revision) = match store.entry(key.as_str()).await.map_err(unavailable)? {
                 Some(e) if e.operation == kv::Operation::Put => {
