@@ -22,8 +22,13 @@ use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer};
 
 const INTERVAL: u64 = 10;
 
+/// A tick of a random walk: the price moves a few cents, volume grows, time advances.
 fn tick(symbol: &str, i: u64, seed: u64) -> String {
-    let p = 100.0 + ((seed * 7919 + i * 104_729) % 100_000) as f64 / 100.0;
+    let mut walk: i64 = 0;
+    for k in 0..i {
+        walk += ((seed * 31 + k * 17) % 11) as i64 - 5;
+    }
+    let p = 100.0 + seed as f64 * 3.7 + walk as f64 / 100.0;
     json!({
         "symbol": symbol,
         "price": format!("{p:.2}"),

@@ -47,7 +47,14 @@ pub struct FanOut<'a> {
     sent: u64,
     deltas: u64,
     fulls: u64,
+    plains: u64,
     encodes: u64,
+}
+
+enum Out {
+    Delta(Frame),
+    Full,
+    Plain,
 }
 
 impl<'a> FanOut<'a> {
@@ -62,6 +69,7 @@ impl<'a> FanOut<'a> {
             sent: 0,
             deltas: 0,
             fulls: 0,
+            plains: 0,
             encodes: 0,
         }
     }
@@ -94,27 +102,38 @@ impl<'a> FanOut<'a> {
             Some(b) if !self.decision.full => Some(b.clone()),
             _ => None,
         };
-        let frame = match base {
-            None => None,
-            Some(base) => self.delta_for(algorithm, base),
-        };
-        channel.remember(
-            key,
-            Base {
-                seq: self.decision.seq,
-                frame: self.plain.clone(),
-                at: Instant::now(),
+        let out = match base {
+            None => Out::Full,
+            Some(base) => match self.delta_for(algorithm, base) {
+                Some(f) => Out::Delta(f),
+                // Not worth it: the plain frame, outside the stream. Neither side moves its
+                // base, so the next delta still applies (its base_index names the older base).
+                None => Out::Plain,
             },
-        );
+        };
+        if !matches!(out, Out::Plain) {
+            channel.remember(
+                key,
+                Base {
+                    seq: self.decision.seq,
+                    frame: self.plain.clone(),
+                    at: Instant::now(),
+                },
+            );
+        }
         drop(state);
-        let frame = match frame {
-            Some(f) => {
+        let frame = match out {
+            Out::Delta(f) => {
                 self.deltas += 1;
                 f
             }
-            None => {
+            Out::Full => {
                 self.fulls += 1;
                 self.full()
+            }
+            Out::Plain => {
+                self.plains += 1;
+                self.plain.clone()
             }
         };
         self.original += self.plain.len() as u64;
@@ -122,8 +141,8 @@ impl<'a> FanOut<'a> {
         frame
     }
 
-    /// The delta frame from `base`, computed once per distinct base; None when a full frame is
-    /// as small or the encoding failed.
+    /// The delta frame from `base`, computed once per distinct base; None when it would not be
+    /// smaller than the plain frame or the encoding failed.
     fn delta_for(&mut self, algorithm: Algorithm, base: Base) -> Option<Frame> {
         // Same allocation = same base: every socket that got one publish holds a clone of it.
         let hit = self.encoded.iter().find(|(a, b, _)| {
@@ -146,7 +165,7 @@ impl<'a> FanOut<'a> {
                     self.decision.conflation_key.as_deref(),
                     base.seq,
                 );
-                (f.len() < self.full().len()).then(|| Frame::from(f))
+                (f.len() < self.plain.len()).then(|| Frame::from(f))
             }
             Err(e) => {
                 tracing::warn!(error = %e, channel = self.channel, "delta encoding failed; sending in full");
@@ -159,13 +178,14 @@ impl<'a> FanOut<'a> {
 
     /// Adds this publish's counts to the metrics.
     pub fn record(&self, m: &DeltaMetrics) {
-        if self.deltas + self.fulls == 0 {
+        if self.deltas + self.fulls + self.plains == 0 {
             return;
         }
         m.bytes_original.inc_by(self.original);
         m.bytes_sent.inc_by(self.sent);
         m.messages.with_label_values(&["delta"]).inc_by(self.deltas);
         m.messages.with_label_values(&["full"]).inc_by(self.fulls);
+        m.messages.with_label_values(&["plain"]).inc_by(self.plains);
         m.encodes.inc_by(self.encodes);
     }
 

@@ -33,7 +33,7 @@ impl Default for DeltaMetrics {
             messages: IntCounterVec::new(
                 Opts::new(
                     "delta_messages_total",
-                    "Frames sent to delta-enabled sockets by kind (delta, full)",
+                    "Frames sent to delta-enabled sockets by kind (delta, full, plain: delta not worth it)",
                 ),
                 &["kind"],
             )
