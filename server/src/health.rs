@@ -28,6 +28,11 @@ pub async fn ready(State(state): State<Arc<ServerState>>) -> Response {
             state.limiter.driver(),
             state.limiter.health(),
         ),
+        (
+            "delta_coordination",
+            state.delta.driver(),
+            state.delta.health(),
+        ),
     ];
     let mut degraded = false;
     let mut detail = Map::new();

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod channel;
 pub mod connection;
+pub mod delta;
 pub mod drivers;
 pub mod health;
 pub mod http;

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub cache_operations: IntCounterVec,
     pub rate_limit_decisions: IntCounterVec,
     pub rate_limiter_backend_failures: IntCounterVec,
+    pub delta: crate::delta::DeltaMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -68,6 +69,8 @@ impl Metrics {
         )
         .expect("metric");
         r.register(Box::new(backend_up.clone())).expect("register");
+        let delta = crate::delta::DeltaMetrics::default();
+        delta.register(r);
         Metrics {
             connections: gauge(r, "connections", "Open WebSocket connections"),
             connections_total: counter(r, "connections_total", "WebSocket connections accepted"),
@@ -114,6 +117,7 @@ impl Metrics {
                 "Checks the limiter's backend could not answer, by driver and the configured on_backend_failure",
                 &["driver", "on_failure"],
             ),
+            delta,
             registry,
         }
     }

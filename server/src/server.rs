@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::adapter::Adapter;
 use crate::adapter::local::LocalAdapter;
 use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
+use crate::delta::DeltaService;
 use crate::hub::LocalHub;
 use crate::metrics::Metrics;
 use crate::shutdown::Lifecycle;
@@ -100,7 +101,8 @@ pub async fn start(
     };
     let registry = Arc::new(AppRegistry::new(apps));
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-    let hub = Arc::new(LocalHub::default());
+    let hub = Arc::new(LocalHub::with_delta_metrics(metrics.delta.clone()));
+    let delta = Arc::new(DeltaService::from_config(&config, metrics.delta.clone())?);
     let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
     let cache = crate::drivers::cache(&config, &metrics).await?;
     let limiter = crate::drivers::rate_limiter(&config, &metrics).await?;
@@ -133,6 +135,7 @@ pub async fn start(
         metrics: metrics.clone(),
         webhooks,
         lifecycle: lifecycle.clone(),
+        delta,
     });
 
     let mut tasks = Vec::new();

@@ -7,6 +7,7 @@ use sockudo_config::ServerConfig;
 use crate::adapter::Adapter;
 use crate::apps::AppRegistry;
 use crate::cache::Cache;
+use crate::delta::DeltaService;
 use crate::hub::LocalHub;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -22,6 +23,7 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     pub webhooks: Webhooks,
     pub lifecycle: Arc<Lifecycle>,
+    pub delta: Arc<DeltaService>,
 }
 
 impl ServerState {

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::adapter::{Adapter, AdapterError, BackendHealth};
 use crate::connection::handle::Frame;
+use crate::delta::DeltaDecision;
 use crate::hub::{ChannelCounts, LocalHub};
 use crate::protocol::ErrorCode;
 use crate::socket_id::SocketId;
@@ -36,11 +37,12 @@ impl Adapter for LocalAdapter {
         channel: &str,
         frame: &Frame,
         except: Option<SocketId>,
+        delta: Option<&DeltaDecision>,
     ) -> Result<usize, AdapterError> {
         Ok(self
             .hub
             .existing(app_id)
-            .map_or(0, |h| h.broadcast(channel, frame, except)))
+            .map_or(0, |h| h.broadcast(channel, frame, except, delta)))
     }
 
     fn send_to_user(

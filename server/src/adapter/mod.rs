@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::connection::handle::Frame;
+use crate::delta::DeltaDecision;
 use crate::hub::{ChannelCounts, LocalHub};
 use crate::socket_id::SocketId;
 
@@ -37,13 +38,16 @@ pub trait Adapter: Send + Sync {
     fn hub(&self) -> &Arc<LocalHub>;
 
     /// Sends a frame to `channel`'s subscribers on every node, except one socket. Returns the
-    /// number of local deliveries.
+    /// number of local deliveries. `delta` is the publish's delta decision, taken once at this
+    /// node: a horizontal adapter carries it in its envelope and every receiving node passes it
+    /// unchanged to its hub's `broadcast` (never re-deciding).
     fn broadcast(
         &self,
         app_id: &str,
         channel: &str,
         frame: &Frame,
         except: Option<SocketId>,
+        delta: Option<&DeltaDecision>,
     ) -> Result<usize, AdapterError>;
 
     /// Sends a frame to every socket signed in as `user_id`, on every node.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use crate::delta::SocketDelta;
 use crate::protocol::ErrorCode;
 use crate::socket_id::SocketId;
 
@@ -18,6 +19,8 @@ pub struct ConnHandle {
     pub socket_id: SocketId,
     pub app_id: Arc<str>,
     tx: mpsc::Sender<Frame>,
+    /// Delta compression state (inactive until the client opts in).
+    pub delta: SocketDelta,
     /// Close code requested by someone else (0: none).
     close_code: AtomicU16,
     wake: Notify,
@@ -29,6 +32,7 @@ impl ConnHandle {
             socket_id,
             app_id,
             tx,
+            delta: SocketDelta::default(),
             close_code: AtomicU16::new(0),
             wake: Notify::new(),
         }

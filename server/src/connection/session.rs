@@ -18,6 +18,8 @@ use crate::cache::cache_channel_key;
 use crate::channel::{ChannelKind, ChannelType, SERVER_TO_USER_PREFIX, validate_name};
 use crate::connection::handle::{ConnHandle, Frame};
 use crate::connection::{close, close_reason};
+use crate::delta::Algorithm;
+use crate::delta::wire::{self as delta_wire, SubscriptionDelta};
 use crate::hub::{AppHub, PresenceMember};
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{self, ClientMessage, SubscribeRequest};
@@ -223,6 +225,8 @@ impl Session {
             ClientMessage::Subscribe(req) => self.subscribe(req).await,
             ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel),
             ClientMessage::Signin { user_data, auth } => return self.signin(&user_data, &auth),
+            ClientMessage::EnableDelta { algorithm } => self.enable_delta(algorithm.as_deref()),
+            ClientMessage::DeltaSyncError { channel } => self.handle.delta.resync(&channel),
             ClientMessage::ClientEvent {
                 event,
                 channel,
@@ -296,6 +300,21 @@ impl Session {
             None
         };
         let user_id = member.as_ref().map(|m| m.user_id.clone());
+        // Before joining the hub, so the first event already sees the setting; a resubscribe
+        // forgets the bases and starts from a full message.
+        let delta_setting = match SubscriptionDelta::parse(req.delta.as_ref()) {
+            Ok(s) => s,
+            Err(message) => {
+                self.send(frames::subscription_error(
+                    channel,
+                    "InvalidDeltaSetting",
+                    &message,
+                    400,
+                ));
+                return;
+            }
+        };
+        let delta_algorithm = self.subscribe_delta(channel, delta_setting);
         let notify_count = self.app.features.enable_subscription_count && !kind.is_presence();
         let subscribed = match self
             .hub
@@ -303,10 +322,14 @@ impl Session {
         {
             Ok(s) => s,
             Err(full) => {
+                self.handle.delta.unsubscribe(channel);
                 self.error(ErrorCode::OverCapacity, &full.to_string());
                 return;
             }
         };
+        if delta_setting != SubscriptionDelta::Inherit {
+            self.send(delta_wire::enabled(delta_algorithm, Some(channel)));
+        }
         if kind.needs_auth() {
             self.authenticated = true;
         }
@@ -336,6 +359,41 @@ impl Session {
         if kind.cache {
             self.replay_cache(channel).await;
         }
+    }
+
+    /// `pusher:enable_delta_compression`: deltas for every channel without its own setting.
+    fn enable_delta(&self, algorithm: Option<&str>) {
+        let delta = &self.state.delta;
+        if !delta.config().enabled {
+            self.send(delta_wire::enabled(None, None));
+            return;
+        }
+        let algorithm = match algorithm.map(Algorithm::parse).transpose() {
+            Ok(a) => a.unwrap_or_else(|| delta.default_algorithm()),
+            Err(e) => {
+                self.error(ErrorCode::InvalidMessage, &e.to_string());
+                return;
+            }
+        };
+        self.handle.delta.enable(algorithm, delta.max_state_age());
+        tracing::debug!(socket_id = %self.socket_id, %algorithm, "delta compression enabled");
+        self.send(delta_wire::enabled(Some(algorithm), None));
+    }
+
+    /// Applies a subscription's delta setting; returns the algorithm in force (None: off).
+    fn subscribe_delta(&self, channel: &str, setting: SubscriptionDelta) -> Option<Algorithm> {
+        let delta = &self.state.delta;
+        let setting = if delta.config().enabled {
+            setting
+        } else {
+            SubscriptionDelta::Disabled
+        };
+        self.handle.delta.subscribe(
+            channel,
+            setting,
+            delta.default_algorithm(),
+            delta.max_state_age(),
+        )
     }
 
     /// Presence `channel_data`: `user_id` as a string or a number, optional `user_info`.
@@ -396,10 +454,12 @@ impl Session {
 
     fn leave(&self, channel: &str, sub: &Subscription) {
         let notify_count = self.app.features.enable_subscription_count && !sub.kind.is_presence();
-        let Some(left) = self
+        let left = self
             .hub
-            .unsubscribe(channel, self.handle.socket_id, notify_count)
-        else {
+            .unsubscribe(channel, self.handle.socket_id, notify_count);
+        // After the hub: no fan-out reaches this socket for the channel any more.
+        self.handle.delta.unsubscribe(channel);
+        let Some(left) = left else {
             return;
         };
         self.state.metrics.subscriptions.dec();
@@ -512,6 +572,7 @@ impl Session {
             channel,
             &frame,
             Some(self.handle.socket_id),
+            None,
         ) {
             Ok(n) => self.state.metrics.delivered(n, frame.len()),
             Err(e) => tracing::warn!(error = %e, %channel, "client event not relayed"),

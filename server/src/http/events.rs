@@ -37,6 +37,9 @@ pub struct PublishEvent {
     /// Comma-separated attributes wanted back: `subscription_count`, `user_count`.
     #[serde(default)]
     pub info: Option<String>,
+    /// `false` sends this event in full to delta-compression clients (`true`: the default).
+    #[serde(default)]
+    pub delta: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -210,7 +213,21 @@ async fn publish(
         let sent = if let Some(user) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
             state.adapter.send_to_user(&app.id, user, &frame)
         } else {
-            state.adapter.broadcast(&app.id, channel, &frame, except)
+            // Taken once here, at the publishing node; the adapter carries it to every node.
+            let decision = state
+                .delta
+                .decide(
+                    &app.id,
+                    channel,
+                    &event.name,
+                    &data,
+                    frame.len(),
+                    event.delta == Some(false),
+                )
+                .await;
+            state
+                .adapter
+                .broadcast(&app.id, channel, &frame, except, decision.as_ref())
         }
         .map_err(|e| {
             ApiError::new(

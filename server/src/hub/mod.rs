@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::value::RawValue;
 
 use crate::connection::handle::{ConnHandle, Frame};
+use crate::delta::{DeltaDecision, DeltaMetrics, FanOut};
 use crate::protocol::server as frames;
 use crate::socket_id::SocketId;
 use presence::{Join, Presence};
@@ -23,9 +24,18 @@ use presence::{Join, Presence};
 pub struct LocalHub {
     apps: RwLock<HashMap<Arc<str>, Arc<AppHub>>>,
     connections: AtomicU64,
+    delta_metrics: DeltaMetrics,
 }
 
 impl LocalHub {
+    /// A hub whose delta fan-out counts into these (registered) metrics.
+    pub fn with_delta_metrics(delta_metrics: DeltaMetrics) -> Self {
+        LocalHub {
+            delta_metrics,
+            ..LocalHub::default()
+        }
+    }
+
     /// The app's hub, created on first use.
     pub fn app(&self, app_id: &str) -> Arc<AppHub> {
         if let Some(h) = self.existing(app_id) {
@@ -33,7 +43,12 @@ impl LocalHub {
         }
         let mut apps = self.apps.write().expect("hub lock");
         apps.entry(Arc::from(app_id))
-            .or_insert_with(|| Arc::new(AppHub::default()))
+            .or_insert_with(|| {
+                Arc::new(AppHub {
+                    delta_metrics: self.delta_metrics.clone(),
+                    ..AppHub::default()
+                })
+            })
             .clone()
     }
 
@@ -79,6 +94,35 @@ impl ChannelState {
         }
         sent
     }
+
+    /// An event with its delta decision: opted-in sockets get a delta or full frame, the others
+    /// the plain frame, exactly as without deltas.
+    fn broadcast_event(
+        &self,
+        channel: &str,
+        frame: &Frame,
+        except: Option<SocketId>,
+        decision: &DeltaDecision,
+        metrics: &DeltaMetrics,
+    ) -> usize {
+        let mut fan_out = FanOut::new(channel, frame, decision);
+        let mut sent = 0;
+        for (id, conn) in &self.sockets {
+            if Some(*id) == except {
+                continue;
+            }
+            let ok = if conn.delta.is_active() {
+                conn.send(&fan_out.frame_for(conn))
+            } else {
+                conn.send(frame)
+            };
+            if ok {
+                sent += 1;
+            }
+        }
+        fan_out.record(metrics);
+        sent
+    }
 }
 
 #[derive(Default)]
@@ -95,6 +139,7 @@ pub struct AppHub {
     channels: RwLock<HashMap<Arc<str>, ChannelState>>,
     users: RwLock<Users>,
     connections: AtomicU64,
+    delta_metrics: DeltaMetrics,
 }
 
 /// A presence subscription's member.
@@ -260,12 +305,20 @@ impl AppHub {
         })
     }
 
-    /// Delivers one frame to every local subscriber of `channel` but `except`.
-    pub fn broadcast(&self, channel: &str, frame: &Frame, except: Option<SocketId>) -> usize {
+    /// Delivers one frame to every local subscriber of `channel` but `except`, applying the
+    /// publish's delta decision (taken at the publishing node) if it has one.
+    pub fn broadcast(
+        &self,
+        channel: &str,
+        frame: &Frame,
+        except: Option<SocketId>,
+        delta: Option<&DeltaDecision>,
+    ) -> usize {
         let channels = self.channels.read().expect("hub lock");
-        channels
-            .get(channel)
-            .map_or(0, |state| state.broadcast(frame, except))
+        channels.get(channel).map_or(0, |state| match delta {
+            Some(d) => state.broadcast_event(channel, frame, except, d, &self.delta_metrics),
+            None => state.broadcast(frame, except),
+        })
     }
 
     pub fn is_subscribed(&self, channel: &str, socket: SocketId) -> bool {

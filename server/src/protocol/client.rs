@@ -25,6 +25,15 @@ pub struct SubscribeRequest {
     pub auth: Option<String>,
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// Per-subscription delta setting (see `delta::wire::SubscriptionDelta`).
+    #[serde(default)]
+    pub delta: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EnableDeltaData {
+    #[serde(default)]
+    algorithm: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +65,14 @@ pub enum ClientMessage<'a> {
         event: Cow<'a, str>,
         channel: Cow<'a, str>,
         data: &'a RawValue,
+    },
+    /// `pusher:enable_delta_compression`, optionally naming an algorithm.
+    EnableDelta {
+        algorithm: Option<String>,
+    },
+    /// `pusher:delta_sync_error`: the client could not apply a delta on this channel.
+    DeltaSyncError {
+        channel: String,
     },
     /// Any other event: ignored, as Pusher does.
     Other(Cow<'a, str>),
@@ -113,6 +130,21 @@ pub fn parse(text: &str) -> Result<ClientMessage<'_>, FrameError> {
                 user_data: d.user_data,
                 auth: d.auth,
             }
+        }
+        "pusher:enable_delta_compression" => {
+            // `data` is optional (`{}` or absent); a malformed one is an error like elsewhere.
+            let d: EnableDeltaData = match frame.data {
+                None => EnableDeltaData::default(),
+                Some(raw) if raw.get() == "null" => EnableDeltaData::default(),
+                raw => decode_data("pusher:enable_delta_compression", raw)?,
+            };
+            ClientMessage::EnableDelta {
+                algorithm: d.algorithm,
+            }
+        }
+        "pusher:delta_sync_error" => {
+            let d: UnsubscribeData = decode_data("pusher:delta_sync_error", frame.data)?;
+            ClientMessage::DeltaSyncError { channel: d.channel }
         }
         e if e.starts_with("client-") => {
             let Some(channel) = frame.channel else {

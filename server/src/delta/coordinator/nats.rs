@@ -1,0 +1,234 @@
+//! NATS JetStream Key-Value counting: read the entry, write `n + 1` only if the entry's revision
+//! is still the one read (compare-and-set), retry on conflict. No increment is lost and no number
+//! is given twice, however many nodes publish at once.
+//!
+//! Bucket `{prefix}_delta_seq` (prefix is `[A-Za-z0-9_-]` by config validation) in memory, with
+//! `max_age` so idle streams expire; key `<app>.<channel>.<conflation>` with every byte outside
+//! `[A-Za-z0-9_-]` written `=XX`, which only uses characters NATS allows in keys.
+//!
+//! async-nats is pinned to 0.40.0: 0.41 and newer fail JetStream KV calls against the
+//! nats-server 2.9 packaged by Debian bookworm.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
+
+/// CAS attempts before giving up (each conflict means another publisher got a number).
+const MAX_ATTEMPTS: u32 = 64;
+
+/// Credentials for the connection (the adapter's `nats` section).
+#[derive(Debug, Clone, Default)]
+pub struct NatsAuth {
+    pub user_password: Option<(String, String)>,
+    pub token: Option<String>,
+    pub credentials_file: Option<String>,
+}
+
+pub struct NatsCoordinator {
+    servers: Vec<String>,
+    auth: NatsAuth,
+    bucket: String,
+    ttl: Duration,
+    /// Connected on first use; dropped on a backend error so the next attempt reconnects and
+    /// re-creates the bucket (a restarted server has lost its in-memory bucket).
+    store: Mutex<Option<kv::Store>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
+    CoordinationError::Unavailable(e.to_string())
+}
+
+impl NatsCoordinator {
+    /// Connects lazily (first publish) to `servers`; the bucket is created if missing.
+    pub fn new(servers: Vec<String>, auth: NatsAuth, prefix: &str, ttl: Duration) -> Self {
+        NatsCoordinator {
+            servers,
+            auth,
+            bucket: bucket_name(prefix),
+            ttl,
+            store: Mutex::new(None),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn store(&self) -> Result<kv::Store, CoordinationError> {
+        let mut slot = self.store.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store = self.connect().await?;
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    async fn connect(&self) -> Result<kv::Store, CoordinationError> {
+        let addrs = self
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        // No retry_on_initial_connect: a failed first connect must fail fast (the
+        // service's breaker retries later) rather than leave a client looping.
+        let mut opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2));
+        if let Some((u, p)) = &self.auth.user_password {
+            opts = opts.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &self.auth.token {
+            opts = opts.token(t.clone());
+        }
+        if let Some(f) = &self.auth.credentials_file {
+            opts = opts.credentials_file(f).await.map_err(unavailable)?;
+        }
+        let client = opts.connect(addrs).await.map_err(unavailable)?;
+        let js = jetstream::new(client);
+        if let Ok(store) = js.get_key_value(&self.bucket).await {
+            return Ok(store);
+        }
+        js.create_key_value(kv::Config {
+            bucket: self.bucket.clone(),
+            description: "sockudo delta compression sequence numbers".into(),
+            history: 1,
+            max_age: self.ttl,
+            storage: jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)
+    }
+}
+
+/// `{prefix}_delta_seq`, keeping only characters valid in a bucket name.
+pub fn bucket_name(prefix: &str) -> String {
+    let clean: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if clean.is_empty() {
+        "delta_seq".into()
+    } else {
+        format!("{clean}_delta_seq")
+    }
+}
+
+/// The KV key of a stream: three `.`-separated tokens, each never empty.
+pub fn key(k: StreamKey<'_>) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let part = |s: &str| {
+        if s.is_empty() {
+            "=".to_string()
+        } else {
+            escaped(s, keep)
+        }
+    };
+    format!(
+        "{}.{}.{}",
+        part(k.app_id),
+        part(k.channel),
+        k.conflation_key
+            .map_or_else(|| "_".to_string(), |c| format!("k{}", part(c)))
+    )
+}
+
+#[async_trait]
+impl Coordinator for NatsCoordinator {
+    fn driver(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn next_seq(&self, k: StreamKey<'_>) -> Result<u64, CoordinationError> {
+        let store = self.store().await?;
+        let result = self.increment(&store, key(k)).await;
+        if matches!(result, Err(CoordinationError::Unavailable(_))) {
+            Coordinator::reset(self).await;
+        }
+        result
+    }
+
+    async fn reset(&self) {
+        *self.store.lock().await = None;
+    }
+}
+
+impl NatsCoordinator {
+    async fn increment(&self, store: &kv::Store, key: String) -> Result<u64, CoordinationError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (current, revision) = match store.entry(key.as_str()).await.map_err(unavailable)? {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let text = std::str::from_utf8(&e.value)
+                        .map_err(|e| CoordinationError::Protocol(e.to_string()))?;
+                    let n: u64 = text.parse().map_err(|_| {
+                        CoordinationError::Protocol(format!("{key} holds {text:?}"))
+                    })?;
+                    (n, e.revision)
+                }
+                // Deleted or purged: the stream starts again, expecting that marker's revision.
+                Some(e) => (0, e.revision),
+                None => (0, 0),
+            };
+            let next = current + 1;
+            match store
+                .update(key.as_str(), next.to_string().into(), revision)
+                .await
+            {
+                Ok(_) => return Ok(next),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    // Someone else took `next`; read again.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(CoordinationError::Contention {
+            key,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_key(k: &str) -> bool {
+        !k.is_empty()
+            && !k.starts_with('.')
+            && !k.ends_with('.')
+            && !k.contains("..")
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+    }
+
+    #[test]
+    fn names_are_valid_nats() {
+        assert_eq!(bucket_name("sockudo"), "sockudo_delta_seq");
+        assert_eq!(bucket_name("sockudo_adapter:"), "sockudo_adapter_delta_seq");
+        for (app, ch, ck) in [
+            ("1", "private-a:b@c,d;e.f#g", Some("BTC/USD.x y")),
+            ("", "", Some("")),
+            ("app", "presence-x", None),
+        ] {
+            let k = key(StreamKey {
+                app_id: app,
+                channel: ch,
+                conflation_key: ck,
+            });
+            assert!(valid_key(&k), "{k}");
+        }
+        assert_eq!(
+            key(StreamKey {
+                app_id: "1",
+                channel: "a.b:c",
+                conflation_key: Some("x")
+            }),
+            "1.a=2Eb=3Ac.kx"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The delta coordinators against real backends: a Redis server, a 3-master Redis Cluster and
+//! NATS JetStream. Several "nodes" (coordinator instances with their own connections) number one
+//! stream concurrently: no lost increment, no number twice, each node sees its numbers strictly
+//! increase, and the scheduled full messages fall on the multiples of the interval.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sockudo_config::DeltaCompressionConfig;
+use sockudo_server::adapter::BackendHealth;
+use sockudo_server::delta::coordinator::nats::{NatsAuth, NatsCoordinator};
+use sockudo_server::delta::coordinator::redis::RedisCoordinator;
+use sockudo_server::delta::{Coordinator, DeltaMetrics, DeltaService, StreamKey};
+use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer};
+
+const NODES: usize = 6;
+const PER_NODE: usize = 40;
+const INTERVAL: u64 = 10;
+const TTL: Duration = Duration::from_secs(600);
+
+fn service(c: Arc<dyn Coordinator>) -> DeltaService {
+    DeltaService::new(
+        DeltaCompressionConfig {
+            full_message_interval: INTERVAL,
+            min_message_size: 0,
+            conflation_key: Some("asset".into()),
+            ..Default::default()
+        },
+        c,
+        DeltaMetrics::default(),
+    )
+}
+
+/// `NODES` services publishing concurrently on one stream (and a second, conflated stream).
+async fn concurrent_publishers(make: impl Fn() -> Arc<dyn Coordinator>) {
+    let services: Vec<Arc<DeltaService>> = (0..NODES).map(|_| Arc::new(service(make()))).collect();
+    let mut tasks = Vec::new();
+    for s in services {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..PER_NODE {
+                let d = s
+                    .decide(
+                        "app",
+                        "private-chan:1@x",
+                        "tick",
+                        r#"{"asset":"BTC/USD"}"#,
+                        1000,
+                        false,
+                    )
+                    .await
+                    .expect("decision");
+                assert_eq!(d.conflation_key.as_deref(), Some("BTC/USD"));
+                mine.push((d.seq, d.full));
+            }
+            mine
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for t in tasks {
+        let mine = t.await.unwrap();
+        for w in mine.windows(2) {
+            assert!(w[0].0 < w[1].0, "a node's numbers increase: {mine:?}");
+        }
+        for (seq, full) in mine {
+            assert!(all.insert(seq), "{seq} given twice");
+            assert_eq!(full, seq % INTERVAL == 0, "seq {seq}");
+        }
+    }
+    let n = (NODES * PER_NODE) as u64;
+    assert_eq!(all, (1..=n).collect::<BTreeSet<_>>(), "no lost increments");
+    // Another stream (other conflation value) counts on its own.
+    let s = service(make());
+    let d = s
+        .decide(
+            "app",
+            "private-chan:1@x",
+            "tick",
+            r#"{"asset":"ETH"}"#,
+            1000,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.seq, 1);
+}
+
+/// The backend goes away: publishes fall back (no decision), health degrades; it comes back:
+/// the service recovers by itself.
+async fn outage_and_recovery(s: &DeltaService, kill: impl FnOnce(), restart: impl FnOnce()) {
+    let decide = || s.decide("app", "outage", "e", "{}", 1000, false);
+    assert!(decide().await.is_some());
+    kill();
+    let mut fell_back = false;
+    for _ in 0..20 {
+        if decide().await.is_none() {
+            fell_back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fell_back, "no fallback while the backend is down");
+    assert!(matches!(s.health(), BackendHealth::Degraded(_)));
+    restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if decide().await.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover: {:?}",
+            s.health()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.health(), BackendHealth::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_standalone() {
+    let mut redis = RedisServer::start().expect("redis-server");
+    let url = redis.url();
+    concurrent_publishers(|| {
+        Arc::new(RedisCoordinator::standalone(&url, "sockudo", TTL).unwrap())
+            as Arc<dyn Coordinator>
+    })
+    .await;
+    // Idle keys expire.
+    let ttl: i64 = redis
+        .cli(&["TTL", "sockudo:delta:{app:private-chan=3A1@x}:kBTC/USD"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 600, "ttl {ttl}");
+    let s = service(Arc::new(
+        RedisCoordinator::standalone(&url, "sockudo", TTL).unwrap(),
+    ));
+    let port = redis.port;
+    let r = std::cell::RefCell::new(&mut redis);
+    outage_and_recovery(
+        &s,
+        || r.borrow_mut().kill(),
+        || r.borrow_mut().restart().unwrap(),
+    )
+    .await;
+    let _ = port;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_three_masters() {
+    let cluster = RedisCluster::start(3, 0).expect("redis cluster");
+    let urls = cluster.urls();
+    concurrent_publishers(|| {
+        Arc::new(RedisCoordinator::cluster(&urls, "sockudo", TTL).unwrap()) as Arc<dyn Coordinator>
+    })
+    .await;
+    // Streams of many channels spread over the masters and each counts correctly.
+    let c = RedisCoordinator::cluster(&urls, "sockudo", TTL).unwrap();
+    for i in 0..30 {
+        let channel = format!("room-{i}");
+        for want in 1..=3 {
+            let got = c
+                .next_seq(StreamKey {
+                    app_id: "app",
+                    channel: &channel,
+                    conflation_key: None,
+                })
+                .await
+                .unwrap();
+            assert_eq!(got, want);
+        }
+    }
+    let mut masters_with_keys = 0;
+    for node in &cluster.nodes {
+        let n: u64 = node.cli(&["DBSIZE"]).unwrap().trim().parse().unwrap();
+        masters_with_keys += usize::from(n > 0);
+    }
+    assert_eq!(masters_with_keys, 3, "keys spread over every master");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream_kv() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    concurrent_publishers(|| {
+        // The reference's default prefix (with a colon) still yields a valid bucket name.
+        Arc::new(NatsCoordinator::new(
+            vec![url.clone()],
+            NatsAuth::default(),
+            "sockudo_adapter:",
+            TTL,
+        )) as Arc<dyn Coordinator>
+    })
+    .await;
+    let s = service(Arc::new(NatsCoordinator::new(
+        vec![url.clone()],
+        NatsAuth::default(),
+        "sockudo",
+        TTL,
+    )));
+    let r = std::cell::RefCell::new(&mut nats);
+    outage_and_recovery(
+        &s,
+        || r.borrow_mut().kill(),
+        || r.borrow_mut().restart().unwrap(),
+    )
+    .await;
+}
