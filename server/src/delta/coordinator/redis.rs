@@ -21,7 +21,7 @@ return n
 ";
 
 enum Target {
-    Standalone(redis::Client),
+    Standalone(Box<redis::Client>),
     Cluster(Box<redis::cluster::ClusterClient>),
 }
 
@@ -47,7 +47,7 @@ impl RedisCoordinator {
     /// A standalone Redis at `url`.
     pub fn standalone(url: &str, prefix: &str, ttl: Duration) -> Result<Self, CoordinationError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(Self::new(Target::Standalone(client), prefix, ttl))
+        Ok(Self::new(Target::Standalone(Box::new(client)), prefix, ttl))
     }
 
     /// A Redis Cluster from its seed node URLs.
@@ -95,7 +95,7 @@ impl RedisCoordinator {
                             .set_connection_timeout(Some(Duration::from_secs(2)))
                             .set_response_timeout(Some(Duration::from_secs(2)))
                             .set_number_of_retries(1);
-                        ConnectionManager::new_with_config(c.clone(), cfg)
+                        ConnectionManager::new_with_config((**c).clone(), cfg)
                             .await
                             .map(Conn::Standalone)
                             .map_err(unavailable)
