@@ -159,22 +159,23 @@ fn write_private(path: &Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
-impl Fleet {
-    pub fn start(manifest: &Manifest) -> Result<Fleet> {
-        Fleet::start_with(manifest, Options::default())
-    }
+/// Everything written before a process starts: configs, Secret files, chosen ports.
+struct Prepared {
+    plan: Plan,
+    bin: PathBuf,
+    nodes: Vec<Node>,
+    backend_ports: BackendPorts,
+    dir: tempfile::TempDir,
+}
 
-    pub fn start_with(manifest: &Manifest, options: Options) -> Result<Fleet> {
+impl Prepared {
+    fn new(manifest: &Manifest, options: &Options) -> Result<Prepared> {
         let plan = Plan::of(manifest)?;
         let bin = find_sockudo(options.sockudo.as_deref())?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("sockudo-fleet-{}-", plan.name))
             .tempdir()?;
-        let root = dir.path().to_path_buf();
-        let how = Spawn {
-            echo: options.echo_logs,
-            die_with_parent: options.die_with_parent,
-        };
+        let root = dir.path();
 
         // Every port first: node configs name the backends' ports.
         let mut ports = Ports::new(options.base_port);
@@ -196,21 +197,12 @@ impl Fleet {
         }
         let mut nodes = Vec::new();
         for (i, (&port, &metrics_port)) in node_ports.iter().zip(&metrics_ports).enumerate() {
-            let config = localize(
-                &plan,
-                &local,
-                &root,
-                NodePorts { port, metrics_port },
-                options.shutdown_grace,
-            )?;
+            let ports = NodePorts { port, metrics_port };
+            let config = localize(&plan, &local, root, ports, options.shutdown_grace)?;
             let name = format!("{}-{i}", plan.name);
             let config_path = root.join("nodes").join(&name).join("config.json");
-            write_private(
-                &config_path,
-                serde_json::to_string_pretty(&config)
-                    .expect("config serialises")
-                    .as_bytes(),
-            )?;
+            let json = serde_json::to_string_pretty(&config).expect("config serialises");
+            write_private(&config_path, json.as_bytes())?;
             nodes.push(Node {
                 name,
                 port,
@@ -219,24 +211,56 @@ impl Fleet {
                 proc: None,
             });
         }
-        // The server's own verdict first: a driver it lacks fails here, before any backend starts.
-        if let Some(first) = nodes.first() {
-            check_config(&bin, &first.config_path)?;
+        Ok(Prepared {
+            plan,
+            bin,
+            nodes,
+            backend_ports,
+            dir,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.nodes.first() {
+            Some(node) => check_config(&self.bin, &node.config_path),
+            None => Ok(()),
         }
+    }
+}
+
+impl Fleet {
+    pub fn start(manifest: &Manifest) -> Result<Fleet> {
+        Fleet::start_with(manifest, Options::default())
+    }
+
+    pub fn start_with(manifest: &Manifest, options: Options) -> Result<Fleet> {
+        let p = Prepared::new(manifest, &options)?;
+        // The server's own verdict first: a driver it lacks fails here, before any backend starts.
+        p.check()?;
+        let how = Spawn {
+            echo: options.echo_logs,
+            die_with_parent: options.die_with_parent,
+        };
         let grace = options
             .shutdown_grace
-            .unwrap_or(plan.config.shutdown_grace_period);
+            .unwrap_or(p.plan.config.shutdown_grace_period);
         let mut fleet = Fleet {
-            backends: Backends::start(&plan, &backend_ports, &root, how)?,
-            plan,
-            nodes,
+            backends: Backends::start(&p.plan, &p.backend_ports, p.dir.path(), how)?,
+            plan: p.plan,
+            nodes: p.nodes,
             grace,
-            dir,
+            dir: p.dir,
         };
         for i in 0..fleet.nodes.len() {
-            fleet.start_node(i, &bin, how)?;
+            fleet.start_node(i, &p.bin, how)?;
         }
         Ok(fleet)
+    }
+
+    /// Renders and localizes like [`Fleet::start_with`] and asks `sockudo check-config`, starting
+    /// nothing: for manifests whose backends live elsewhere.
+    pub fn check(manifest: &Manifest, options: &Options) -> Result<()> {
+        Prepared::new(manifest, options)?.check()
     }
 
     fn start_node(&mut self, i: usize, bin: &Path, how: Spawn) -> Result<()> {
