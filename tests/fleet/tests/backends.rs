@@ -2,24 +2,18 @@
 //! local processes, answer with the operator's credentials, and are what the localized server
 //! config points at. Independent of which drivers the server has built.
 
-use std::path::PathBuf;
-
 use sockudo_config::ServerConfig;
 use sockudo_fleet::backends::{BackendPorts, Backends};
 use sockudo_fleet::fleet::http_get;
+use sockudo_fleet::localize::LOOPBACK;
 use sockudo_fleet::localize::{NodePorts, backend_addresses, localize};
 use sockudo_fleet::plan::Plan;
 use sockudo_fleet::ports::Ports;
 use sockudo_fleet::process::{Spawn, alive};
-use sockudo_fleet::{Manifest, localize::LOOPBACK};
 use sockudo_operator::crd::RedisMode;
 
-fn example(name: &str) -> Manifest {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../operator/examples")
-        .join(name);
-    Manifest::from_file(&path).unwrap()
-}
+mod common;
+use common::example;
 
 /// One authenticated command through redis-cli.
 fn redis_cli(port: u16, password: &str, args: &[&str]) -> String {

@@ -6,13 +6,15 @@
 //! driver lands that test fails and says which list to move the example into. Nothing is skipped.
 
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use sockudo_fleet::process::alive;
-use sockudo_fleet::{Fleet, FleetError, Manifest, Options};
+use sockudo_fleet::{Fleet, FleetError, Options};
 use sockudo_operator::crd::{RateLimitSpec, RateLimitsSpec};
+
+mod common;
+use common::{example, repo_root, server_bin};
 
 /// Examples the server runs today: started and checked with real clients.
 const RUN_TODAY: &[&str] = &["1-single-node.yaml"];
@@ -28,43 +30,6 @@ const API_LIMIT: RateLimitSpec = RateLimitSpec {
     max_requests: 40,
     window_seconds: 3600,
 };
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn example(file: &str) -> Manifest {
-    Manifest::from_file(&repo_root().join("operator/examples").join(file)).unwrap()
-}
-
-/// The sockudo binary of this checkout: SOCKUDO_BIN, or built here (cargo does nothing when fresh).
-fn server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SOCKUDO_BIN") {
-            return p.into();
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "sockudo-server", "--bin", "sockudo"])
-            .args(["--message-format=json-render-diagnostics"])
-            .current_dir(repo_root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building the server failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "sockudo")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the sockudo executable")
-    })
-    .clone()
-}
 
 fn options() -> Options {
     Options {
