@@ -11,13 +11,11 @@ use sockudo_config::{AdapterDriver, CacheDriver, ConfigError, RateLimiterDriver,
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::adapter::Adapter;
-use crate::adapter::local::LocalAdapter;
+use crate::adapter::AdapterError;
 use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
 use crate::cache::Cache;
 use crate::cache::memory::MemoryCache;
 use crate::cache::none::NoCache;
-use crate::hub::LocalHub;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::rate_limit::memory::MemoryRateLimiter;
@@ -30,6 +28,8 @@ use crate::webhooks::Webhooks;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
     #[error("{key} = {value} is not built into this server yet")]
     NotBuilt {
         key: &'static str,
@@ -44,10 +44,10 @@ pub enum StartError {
 
 /// Refuses drivers that later issues build, naming the key.
 pub fn check_drivers(config: &ServerConfig) -> Result<(), StartError> {
-    if config.adapter.driver != AdapterDriver::Local {
+    if config.adapter.driver != AdapterDriver::Local && config.adapter.publish_buffer_size > 0 {
         return Err(StartError::NotBuilt {
-            key: "adapter.driver",
-            value: config.adapter.driver.as_str(),
+            key: "adapter.publish_buffer_size",
+            value: "a value above 0 (publishes are refused with 503 while the backend is down)",
         });
     }
     if matches!(
@@ -91,6 +91,7 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.state.adapter.shutdown().await;
     }
 
     /// Waits until the listeners stop (after a drain).
@@ -98,6 +99,8 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Sockets are closed by now: tell peers this node left.
+        self.state.adapter.shutdown().await;
     }
 }
 
@@ -124,8 +127,7 @@ pub async fn start(
     };
     let registry = Arc::new(AppRegistry::new(apps));
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-    let hub = Arc::new(LocalHub::default());
-    let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
+    let adapter = crate::adapter::build(&config, metrics.clone()).await?;
     let cache: Arc<dyn Cache> = match config.cache.driver {
         CacheDriver::None => Arc::new(NoCache),
         _ => Arc::new(MemoryCache::new(config.cache.memory.max_capacity)),

@@ -214,7 +214,11 @@ fn cli_check_config_and_schema() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("drvier") && err.contains("line 2"), "{err}");
     let unbuilt = dir.join("nats.json");
-    std::fs::write(&unbuilt, r#"{"adapter":{"driver":"nats"}}"#).unwrap();
+    std::fs::write(
+        &unbuilt,
+        r#"{"adapter":{"driver":"nats","publish_buffer_size":10}}"#,
+    )
+    .unwrap();
     let out = std::process::Command::new(bin)
         .args(["check-config"])
         .arg(&unbuilt)
@@ -223,7 +227,7 @@ fn cli_check_config_and_schema() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("adapter.driver = nats is not built into this server yet")
+            .contains("adapter.publish_buffer_size = a value above 0")
     );
     let out = std::process::Command::new(bin)
         .arg("config-schema")

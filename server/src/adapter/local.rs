@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::adapter::{Adapter, AdapterError, BackendHealth};
+use crate::adapter::{Adapter, AdapterError, BackendHealth, Completion};
 use crate::connection::handle::Frame;
 use crate::hub::{ChannelCounts, LocalHub};
 use crate::protocol::ErrorCode;
@@ -30,7 +30,7 @@ impl Adapter for LocalAdapter {
         &self.hub
     }
 
-    fn broadcast(
+    async fn broadcast(
         &self,
         app_id: &str,
         channel: &str,
@@ -43,7 +43,7 @@ impl Adapter for LocalAdapter {
             .map_or(0, |h| h.broadcast(channel, frame, except)))
     }
 
-    fn send_to_user(
+    async fn send_to_user(
         &self,
         app_id: &str,
         user_id: &str,
@@ -109,7 +109,7 @@ impl Adapter for LocalAdapter {
         &self,
         app_id: &str,
         user_id: &str,
-    ) -> Result<usize, AdapterError> {
+    ) -> Result<Completion, AdapterError> {
         let conns = self
             .hub
             .existing(app_id)
@@ -118,7 +118,10 @@ impl Adapter for LocalAdapter {
         for c in &conns {
             c.close(ErrorCode::Unauthorized);
         }
-        Ok(conns.len())
+        Ok(Completion {
+            count: conns.len(),
+            complete: true,
+        })
     }
 
     fn health(&self) -> BackendHealth {

@@ -208,17 +208,15 @@ async fn publish(
             None,
         ));
         let sent = if let Some(user) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
-            state.adapter.send_to_user(&app.id, user, &frame)
+            state.adapter.send_to_user(&app.id, user, &frame).await
         } else {
-            state.adapter.broadcast(&app.id, channel, &frame, except)
+            state
+                .adapter
+                .broadcast(&app.id, channel, &frame, except)
+                .await
         }
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                e.to_string(),
-            )
-        })?;
+        // Nothing was delivered anywhere: the client may retry without duplicates.
+        .map_err(|e| ApiError::unavailable(e.to_string(), 1))?;
         state.metrics.delivered(sent, frame.len());
         if ChannelType::of(channel).cache {
             let ttl = Duration::from_secs(state.config.cache.cache_channel_ttl_seconds);
@@ -244,6 +242,7 @@ async fn publish(
     };
     let wants = |attr: &str| info.split(',').any(|a| a.trim() == attr);
     let mut out = Map::new();
+    let complete = state.adapter.answers_complete();
     for channel in channels_of(event) {
         let counts = state
             .adapter
@@ -268,6 +267,9 @@ async fn publish(
                 "user_count".into(),
                 json!(counts.and_then(|c| c.user_count).unwrap_or(0)),
             );
+        }
+        if !complete {
+            attrs.insert("incomplete".into(), json!(true));
         }
         out.insert(channel.to_string(), Value::Object(attrs));
     }

@@ -4,36 +4,105 @@
 //! Frames that must stay ordered with membership changes (`subscription_succeeded`,
 //! `member_added`/`member_removed`, `subscription_count`) are queued while the channel lock is
 //! held, so no subscriber sees an event before its own `subscription_succeeded`.
+//!
+//! With a horizontal adapter the hub also holds the presence members of other nodes
+//! (`remote_member`), so `member_added` / `member_removed` fire when a user appears or disappears
+//! in the union of all nodes, and reports this node's own changes as [`HubEvent`]s for the
+//! adapter to replicate. Lock order: `channels` before `remote`.
 
 pub mod presence;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::value::RawValue;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::connection::handle::{ConnHandle, Frame};
 use crate::protocol::server as frames;
 use crate::socket_id::SocketId;
-use presence::{Join, Presence};
+use presence::{Join, Presence, RemoteMember, RemoteMembers};
+
+/// A change of this node's own state, sent (in order, under the hub's locks) to a horizontal
+/// adapter that replicates it to the other nodes.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// A channel's local subscription count is now `count` (0: no local subscriber).
+    ChannelCount {
+        app: Arc<str>,
+        channel: Arc<str>,
+        count: usize,
+    },
+    /// The user's first local socket joined a presence channel; `union`: the user was absent
+    /// from every node before.
+    MemberJoined {
+        app: Arc<str>,
+        channel: Arc<str>,
+        user: Arc<str>,
+        info: Arc<str>,
+        union: bool,
+    },
+    /// The user's last local socket left; `union`: no node has the user any more.
+    MemberLeft {
+        app: Arc<str>,
+        channel: Arc<str>,
+        user: Arc<str>,
+        union: bool,
+    },
+    /// The app's local connection count changed.
+    Connections { app: Arc<str> },
+}
+
+/// One local channel in a state snapshot: its count and presence members (id, info JSON).
+pub struct LocalChannel {
+    pub name: Arc<str>,
+    pub subscription_count: usize,
+    pub members: Vec<(Arc<str>, Arc<str>)>,
+}
 
 /// All apps' hubs on this node.
 #[derive(Default)]
 pub struct LocalHub {
     apps: RwLock<HashMap<Arc<str>, Arc<AppHub>>>,
     connections: AtomicU64,
+    observer: Option<UnboundedSender<HubEvent>>,
 }
 
 impl LocalHub {
+    /// A hub that reports its changes to `observer` (a horizontal adapter).
+    pub fn with_observer(observer: UnboundedSender<HubEvent>) -> Self {
+        LocalHub {
+            observer: Some(observer),
+            ..LocalHub::default()
+        }
+    }
+
+    /// Apps with state on this node.
+    pub fn app_ids(&self) -> Vec<Arc<str>> {
+        self.apps
+            .read()
+            .expect("hub lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The app's hub, created on first use.
     pub fn app(&self, app_id: &str) -> Arc<AppHub> {
         if let Some(h) = self.existing(app_id) {
             return h;
         }
         let mut apps = self.apps.write().expect("hub lock");
-        apps.entry(Arc::from(app_id))
-            .or_insert_with(|| Arc::new(AppHub::default()))
+        let id: Arc<str> = Arc::from(app_id);
+        apps.entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(AppHub {
+                    app_id: id,
+                    observer: self.observer.clone(),
+                    ..AppHub::default()
+                })
+            })
             .clone()
     }
 
@@ -92,9 +161,13 @@ struct Users {
 /// One app's channels, members and users on this node.
 #[derive(Default)]
 pub struct AppHub {
+    app_id: Arc<str>,
     channels: RwLock<HashMap<Arc<str>, ChannelState>>,
+    /// Presence members on other nodes, per channel (horizontal adapters only).
+    remote: Mutex<HashMap<Arc<str>, RemoteMembers>>,
     users: RwLock<Users>,
     connections: AtomicU64,
+    observer: Option<UnboundedSender<HubEvent>>,
 }
 
 /// A presence subscription's member.
@@ -142,12 +215,24 @@ pub struct ChannelCounts {
 }
 
 impl AppHub {
+    fn emit(&self, event: impl FnOnce(Arc<str>) -> HubEvent) {
+        if let Some(tx) = &self.observer {
+            // The receiver lives as long as the adapter; a send after shutdown is moot.
+            let _ = tx.send(event(self.app_id.clone()));
+        }
+    }
+
     pub fn try_add_connection(&self, max: u64) -> bool {
-        try_increment(&self.connections, max)
+        let ok = try_increment(&self.connections, max);
+        if ok {
+            self.emit(|app| HubEvent::Connections { app });
+        }
+        ok
     }
 
     pub fn remove_connection(&self) {
         self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.emit(|app| HubEvent::Connections { app });
     }
 
     pub fn connection_count(&self) -> u64 {
@@ -164,15 +249,50 @@ impl AppHub {
         notify_count: bool,
     ) -> Result<Subscribed, PresenceFull> {
         let mut channels = self.channels.write().expect("hub lock");
+        let remote = self.remote.lock().expect("hub lock");
         let occupied = !channels.contains_key(channel);
-        let state = channels.entry(Arc::from(channel)).or_default();
-        let result = Self::join(state, channel, conn, member, notify_count);
+        let (name, state) = match channels.get_key_value(channel) {
+            Some((k, _)) => {
+                let k = k.clone();
+                (k.clone(), channels.get_mut(&k).expect("present"))
+            }
+            None => {
+                let k: Arc<str> = Arc::from(channel);
+                (k.clone(), channels.entry(k).or_default())
+            }
+        };
+        let result = Self::join(
+            state,
+            channel,
+            conn,
+            member,
+            notify_count,
+            remote.get(channel),
+        );
         if state.sockets.is_empty() {
             channels.remove(channel);
         }
-        result.map(|mut s| {
-            s.occupied = occupied && !s.duplicate;
-            s
+        let (subscribed, joined) = result?;
+        if !subscribed.duplicate {
+            let count = subscribed.subscription_count;
+            self.emit(|app| HubEvent::ChannelCount {
+                app,
+                channel: name.clone(),
+                count,
+            });
+            if let Some((user, info)) = joined {
+                self.emit(|app| HubEvent::MemberJoined {
+                    app,
+                    channel: name,
+                    user,
+                    info,
+                    union: subscribed.new_member,
+                });
+            }
+        }
+        Ok(Subscribed {
+            occupied: occupied && !subscribed.duplicate,
+            ..subscribed
         })
     }
 
@@ -182,33 +302,37 @@ impl AppHub {
         conn: &Arc<ConnHandle>,
         member: Option<PresenceMember>,
         notify_count: bool,
-    ) -> Result<Subscribed, PresenceFull> {
+        remote: Option<&RemoteMembers>,
+    ) -> Result<(Subscribed, Option<(Arc<str>, Arc<str>)>), PresenceFull> {
         let duplicate = state.sockets.contains_key(&conn.socket_id);
         let mut new_member = false;
+        let mut joined = None;
         let mut presence_data = None;
         if let Some(m) = member {
             let presence = state.presence.get_or_insert_with(Presence::default);
-            if !duplicate
-                && !presence.has_user(&m.user_id)
-                && presence.user_count() >= m.max_members
-            {
+            let present =
+                presence.has_user(&m.user_id) || remote.is_some_and(|r| r.contains_key(&m.user_id));
+            if !duplicate && !present && presence.union_count(remote) >= m.max_members {
                 return Err(PresenceFull { max: m.max_members });
             }
             let info = m.user_info;
-            let added_frame = if duplicate || presence.has_user(&m.user_id) {
+            let added_frame = if duplicate || present {
                 None
             } else {
                 Some(Frame::from(frames::member_added(
                     channel, &m.user_id, &info,
                 )))
             };
+            let info_text: Arc<str> = Arc::from(info.get());
+            let user = m.user_id.clone();
             if let Join::NewMember = presence.join(conn.socket_id, m.user_id, info) {
-                new_member = true;
+                joined = Some((user, info_text));
                 if let Some(f) = &added_frame {
+                    new_member = true;
                     state.broadcast(f, Some(conn.socket_id));
                 }
             }
-            presence_data = state.presence.as_ref().map(Presence::subscription_data);
+            presence_data = state.presence.as_ref().map(|p| p.subscription_data(remote));
         }
         state.sockets.insert(conn.socket_id, conn.clone());
         conn.send(&Frame::from(frames::subscription_succeeded(
@@ -222,12 +346,15 @@ impl AppHub {
                 None,
             );
         }
-        Ok(Subscribed {
-            subscription_count: count,
-            occupied: false,
-            new_member,
-            duplicate,
-        })
+        Ok((
+            Subscribed {
+                subscription_count: count,
+                occupied: false,
+                new_member,
+                duplicate,
+            },
+            joined,
+        ))
     }
 
     /// Removes a socket from a channel (None when it was not subscribed).
@@ -238,13 +365,35 @@ impl AppHub {
         notify_count: bool,
     ) -> Option<Unsubscribed> {
         let mut channels = self.channels.write().expect("hub lock");
-        let state = channels.get_mut(channel)?;
+        let remote = self.remote.lock().expect("hub lock");
+        let (name, _) = channels.get_key_value(channel)?;
+        let name = name.clone();
+        let state = channels.get_mut(&name)?;
         state.sockets.remove(&socket)?;
-        let member_removed = state.presence.as_mut().and_then(|p| p.leave(socket));
+        let left = state.presence.as_mut().and_then(|p| p.leave(socket));
+        let member_removed = left.clone().filter(|u| {
+            !remote
+                .get(channel)
+                .is_some_and(|r| r.contains_key(u.as_ref()))
+        });
         if let Some(user) = &member_removed {
             state.broadcast(&Frame::from(frames::member_removed(channel, user)), None);
         }
         let count = state.sockets.len();
+        self.emit(|app| HubEvent::ChannelCount {
+            app,
+            channel: name.clone(),
+            count,
+        });
+        if let Some(user) = left {
+            let union = member_removed.is_some();
+            self.emit(|app| HubEvent::MemberLeft {
+                app,
+                channel: name,
+                user,
+                union,
+            });
+        }
         if count == 0 {
             channels.remove(channel);
         } else if notify_count {
@@ -258,6 +407,101 @@ impl AppHub {
             vacated: count == 0,
             member_removed,
         })
+    }
+
+    /// Records that `node` has (`info` is Some) or no longer has `user` in a presence channel,
+    /// and tells this node's subscribers when the user appears in or disappears from the union
+    /// of all nodes. Returns `Some(true)` / `Some(false)` on such a transition.
+    pub fn remote_member(
+        &self,
+        channel: &str,
+        node: &Arc<str>,
+        user: &Arc<str>,
+        info: Option<Box<RawValue>>,
+    ) -> Option<bool> {
+        // A read lock excludes local joins and leaves (writers); `remote` serialises updates.
+        let channels = self.channels.read().expect("hub lock");
+        let mut remote = self.remote.lock().expect("hub lock");
+        let local = channels
+            .get(channel)
+            .and_then(|s| s.presence.as_ref())
+            .is_some_and(|p| p.has_user(user));
+        let before = local || remote.get(channel).is_some_and(|r| r.contains_key(user));
+        match info {
+            Some(info) => {
+                remote
+                    .entry(Arc::from(channel))
+                    .or_default()
+                    .entry(user.clone())
+                    .or_insert_with(|| RemoteMember {
+                        info,
+                        nodes: Default::default(),
+                    })
+                    .nodes
+                    .insert(node.clone());
+            }
+            None => {
+                if let Some(r) = remote.get_mut(channel) {
+                    if let Some(m) = r.get_mut(user) {
+                        m.nodes.remove(node);
+                        if m.nodes.is_empty() {
+                            r.remove(user);
+                        }
+                    }
+                    if r.is_empty() {
+                        remote.remove(channel);
+                    }
+                }
+            }
+        }
+        let remote_member = remote.get(channel).and_then(|r| r.get(user));
+        let after = local || remote_member.is_some();
+        if before == after {
+            return None;
+        }
+        if let Some(state) = channels.get(channel) {
+            let frame = match remote_member {
+                Some(m) if after => frames::member_added(channel, user, &m.info),
+                _ => frames::member_removed(channel, user),
+            };
+            state.broadcast(&Frame::from(frame), None);
+        }
+        Some(after)
+    }
+
+    /// This node's channels with their counts and presence members, for a state snapshot.
+    pub fn local_snapshot(&self) -> Vec<LocalChannel> {
+        let channels = self.channels.read().expect("hub lock");
+        channels
+            .iter()
+            .map(|(name, s)| LocalChannel {
+                name: name.clone(),
+                subscription_count: s.sockets.len(),
+                members: s
+                    .presence
+                    .as_ref()
+                    .map(|p| {
+                        p.members()
+                            .map(|(u, info)| (u.clone(), Arc::from(info.get())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Presence members (id, info) on this node only.
+    pub fn local_members(&self, channel: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        let channels = self.channels.read().expect("hub lock");
+        channels
+            .get(channel)
+            .and_then(|s| s.presence.as_ref())
+            .map(|p| {
+                p.members()
+                    .map(|(u, info)| (u.clone(), Arc::from(info.get())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Delivers one frame to every local subscriber of `channel` but `except`.
