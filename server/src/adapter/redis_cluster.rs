@@ -12,9 +12,9 @@
 //! With `adapter.sharded_pubsub: false` the same names use classic SUBSCRIBE / PUBLISH, which
 //! Redis Cluster broadcasts to every node.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,6 +36,64 @@ pub struct RedisClusterTransport {
     sharded: bool,
     conn: RwLock<Option<ClusterConnection>>,
     up: AtomicBool,
+    /// Since when publishes fail; past `REBUILD_AFTER` the connection is rebuilt from scratch.
+    failing_since: Mutex<Option<Instant>>,
+    reconnect: Mutex<Option<mpsc::UnboundedSender<()>>>,
+    last_reset: Mutex<Option<Instant>>,
+}
+
+/// The cluster client retries on its own, but after every node was down at once it may never
+/// recover (and it retries without pause); a fresh connection fixes both.
+const REBUILD_AFTER: Duration = Duration::from_secs(2);
+
+/// Connects and subscribes (with backoff), then waits for a rebuild request.
+async fn supervise(
+    t: Arc<RedisClusterTransport>,
+    client: redis::cluster::ClusterClient,
+    topics: Vec<String>,
+    timeout: Duration,
+    mut rebuild: mpsc::UnboundedReceiver<()>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let attempt = tokio::time::timeout(timeout * 4, async {
+            let mut conn = client.get_async_connection().await?;
+            t.subscribe_all(&mut conn, &topics).await?;
+            Ok::<_, redis::RedisError>(conn)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "connect and subscribe timed out",
+            )))
+        });
+        match attempt {
+            Ok(conn) => {
+                tracing::info!(
+                    sharded = t.sharded,
+                    channels = topics.len(),
+                    "redis-cluster adapter: subscribed"
+                );
+                *t.conn.write().await = Some(conn);
+                *t.failing_since.lock().expect("lock") = None;
+                t.up.store(true, Ordering::Release);
+                backoff.reset();
+                if rebuild.recv().await.is_none() {
+                    return;
+                }
+                while rebuild.try_recv().is_ok() {}
+                tracing::warn!("redis-cluster adapter: rebuilding the cluster connection");
+                t.up.store(false, Ordering::Release);
+                // Dropping the last handle stops the old connection's own retry loop.
+                *t.conn.write().await = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis-cluster adapter: cannot connect and subscribe; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
 }
 
 impl RedisClusterTransport {
@@ -71,39 +129,24 @@ impl RedisClusterTransport {
             sharded: config.adapter.sharded_pubsub,
             conn: RwLock::new(None),
             up: AtomicBool::new(false),
+            failing_since: Mutex::new(None),
+            reconnect: Mutex::new(None),
+            last_reset: Mutex::new(None),
         });
         let mut topics: Vec<String> = (0..EVENT_BUCKETS)
             .map(|b| transport.name(&Topic::Events(b)))
             .collect();
         topics.push(transport.name(&Topic::Control));
         topics.push(transport.name(&Topic::Node(inbox.to_string())));
-        let t = transport.clone();
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new();
-            loop {
-                match client.get_async_connection().await {
-                    Ok(mut conn) => match t.subscribe_all(&mut conn, &topics).await {
-                        Ok(()) => {
-                            tracing::info!(
-                                sharded = t.sharded,
-                                channels = topics.len(),
-                                "redis-cluster adapter: subscribed"
-                            );
-                            *t.conn.write().await = Some(conn);
-                            t.up.store(true, Ordering::Release);
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "redis-cluster adapter: cannot subscribe; retrying")
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "redis-cluster adapter: cannot connect; retrying")
-                    }
-                }
-                backoff.wait().await;
-            }
-        });
+        let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
+        *transport.reconnect.lock().expect("lock") = Some(reconnect_tx);
+        tokio::spawn(supervise(
+            transport.clone(),
+            client,
+            topics,
+            timeout,
+            reconnect_rx,
+        ));
         tokio::spawn(pushes(transport.clone(), push_rx, incoming));
         Ok(transport)
     }
@@ -184,6 +227,32 @@ async fn pushes(
     }
 }
 
+struct Attempt<'a> {
+    transport: &'a RedisClusterTransport,
+    ok: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut since = self.transport.failing_since.lock().expect("lock");
+        if self.ok {
+            *since = None;
+            return;
+        }
+        let failing = since.get_or_insert_with(Instant::now).elapsed();
+        tracing::debug!(
+            failing_ms = failing.as_millis() as u64,
+            "redis-cluster adapter: publish failed"
+        );
+        if failing > REBUILD_AFTER {
+            *since = None;
+            if let Some(tx) = &*self.transport.reconnect.lock().expect("lock") {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for RedisClusterTransport {
     fn driver(&self) -> &'static str {
@@ -199,16 +268,40 @@ impl Transport for RedisClusterTransport {
             return Err(TransportError::NotConnected);
         };
         let cmd = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
-        redis::cmd(cmd)
+        // Counts as failed unless it completes: the caller may drop it on its own timeout.
+        let mut attempt = Attempt {
+            transport: self,
+            ok: false,
+        };
+        let result = redis::cmd(cmd)
             .arg(self.name(topic))
             .arg(payload.as_ref())
             .query_async::<i64>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| TransportError::Backend(e.to_string()))
+            .await;
+        drop(conn);
+        match result {
+            Ok(_) => {
+                attempt.ok = true;
+                Ok(())
+            }
+            Err(e) => Err(TransportError::Backend(e.to_string())),
+        }
     }
 
     fn connected(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    fn reset(&self) {
+        let mut last = self.last_reset.lock().expect("lock");
+        if last.is_some_and(|t| t.elapsed() < REBUILD_AFTER * 2) || !self.up.load(Ordering::Acquire)
+        {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!("redis-cluster adapter: our messages do not come back; re-subscribing");
+        if let Some(tx) = &*self.reconnect.lock().expect("lock") {
+            let _ = tx.send(());
+        }
     }
 }

@@ -199,6 +199,9 @@ pub struct Unsubscribed {
     pub member_removed: Option<Arc<str>>,
 }
 
+/// A user's first local socket in a presence channel: (user id, user_info JSON).
+type Joined = (Arc<str>, Arc<str>);
+
 /// A presence channel has its maximum of members.
 #[derive(Debug, thiserror::Error)]
 #[error("presence channel is full ({max} members)")]
@@ -303,7 +306,7 @@ impl AppHub {
         member: Option<PresenceMember>,
         notify_count: bool,
         remote: Option<&RemoteMembers>,
-    ) -> Result<(Subscribed, Option<(Arc<str>, Arc<str>)>), PresenceFull> {
+    ) -> Result<(Subscribed, Option<Joined>), PresenceFull> {
         let duplicate = state.sockets.contains_key(&conn.socket_id);
         let mut new_member = false;
         let mut joined = None;

@@ -85,6 +85,9 @@ struct Pending {
     done: Option<oneshot::Sender<()>>,
 }
 
+/// A channel's subscription count over all nodes, and its presence users (presence only).
+type ClusterChannel = (usize, Option<HashSet<Arc<str>>>);
+
 struct Core {
     me: NodeRef,
     hub: Arc<LocalHub>,
@@ -224,6 +227,7 @@ impl Core {
             .max(Duration::from_millis(self.config.node_timeout_ms / 2));
         if self.echo_seen.lock().expect("lock").elapsed() > stale {
             self.mark_down("no heartbeat echo from the backend");
+            self.transport.reset();
         }
         if !self.healthy.load(Ordering::Acquire) {
             return;
@@ -349,17 +353,13 @@ impl Core {
                     to: from.name.clone(),
                 });
             }
-            Envelope::State { to, seq, state, .. } => {
-                if to == self.me.name {
-                    peers.replace(&self.hub, &from.name, seq, state);
-                }
+            Envelope::State { to, seq, state, .. } if to == self.me.name => {
+                peers.replace(&self.hub, &from.name, seq, state);
             }
-            Envelope::SyncRequest { to, .. } => {
-                if to == self.me.name {
-                    let _ = self.cmds.send(Cmd::SendState {
-                        to: from.name.clone(),
-                    });
-                }
+            Envelope::SyncRequest { to, .. } if to == self.me.name => {
+                let _ = self.cmds.send(Cmd::SendState {
+                    to: from.name.clone(),
+                });
             }
             Envelope::Delta { seq, changes, .. } => {
                 let p = &peers.map[&from.name];
@@ -497,8 +497,8 @@ impl Core {
     }
 
     /// Cluster-wide counts of an app's channels: this node's plus every peer's.
-    fn cluster_channels(&self, app: &str) -> HashMap<String, (usize, Option<HashSet<Arc<str>>>)> {
-        let mut out: HashMap<String, (usize, Option<HashSet<Arc<str>>>)> = HashMap::new();
+    fn cluster_channels(&self, app: &str) -> HashMap<String, ClusterChannel> {
+        let mut out: HashMap<String, ClusterChannel> = HashMap::new();
         if let Some(h) = self.hub.existing(app) {
             for c in h.local_snapshot() {
                 let e = out.entry(c.name.to_string()).or_default();

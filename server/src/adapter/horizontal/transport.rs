@@ -38,6 +38,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Connected right now, as far as the client library knows.
     fn connected(&self) -> bool;
+
+    /// The core saw no message come back for a while although publishing may work: the
+    /// transport should re-establish its subscriptions (rate-limited by the transport).
+    fn reset(&self) {}
 }
 
 /// Exponential backoff for reconnect loops: no busy loop while a backend is down.
