@@ -143,6 +143,8 @@ pub async fn start(
         adapter.clone(),
         metrics.clone(),
     );
+    // A horizontal adapter's webhook leader emits channel and member events cluster-wide.
+    adapter.attach_webhooks(webhooks.clone());
     let lifecycle = Arc::new(Lifecycle::default());
 
     let listener = bind(&config.host, config.port).await?;

@@ -89,8 +89,15 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(backend: &Backend, prefix: &str, name: &str) -> Node {
+    fn spawn(backend: &Backend, prefix: &str, name: &str, hook: &str) -> Node {
         let mut c = common::config();
+        c.apps[0].webhooks.push(sockudo_config::WebhookConfig {
+            url: hook.into(),
+            event_types: vec![],
+            channel_prefix: None,
+            headers: Default::default(),
+        });
+        c.webhooks.batch_duration_ms = 20;
         c.port = free_port();
         c.node_id = Some(name.into());
         c.metrics.enabled = false;
@@ -226,9 +233,9 @@ impl Drop for Node {
     }
 }
 
-async fn fleet(backend: &Backend, prefix: &str, n: usize) -> Vec<Node> {
+async fn fleet(backend: &Backend, prefix: &str, n: usize, hooks: &Hooks) -> Vec<Node> {
     let nodes: Vec<Node> = (0..n)
-        .map(|i| Node::spawn(backend, prefix, &format!("{prefix}-node-{i}")))
+        .map(|i| Node::spawn(backend, prefix, &format!("{prefix}-node-{i}"), &hooks.url))
         .collect();
     for node in &nodes {
         node.wait_ready().await;
@@ -547,7 +554,7 @@ async fn terminate_everywhere(nodes: &[Node]) {
 
 /// A second fleet with another prefix on the same backend sees nothing of the first.
 async fn prefix_isolation(backend: &Backend, prefix: &str, nodes: &[Node]) {
-    let other = fleet(backend, &format!("{prefix}x"), 1).await;
+    let other = fleet(backend, &format!("{prefix}x"), 1, &Hooks::start().await).await;
     let mut iso = other[0].connect().await;
     iso.subscribe("iso").await;
     let mut mine = nodes[0].connect().await;
@@ -562,6 +569,97 @@ async fn prefix_isolation(backend: &Backend, prefix: &str, nodes: &[Node]) {
     assert_eq!(subscription_count(&other[0], "iso").await, 1);
     tokio::time::sleep(Duration::from_millis(2 * HEARTBEAT_MS)).await;
     assert_eq!(subscription_count(&nodes[0], "iso").await, 1);
+}
+
+/// Receives the fleet's webhooks.
+struct Hooks {
+    url: String,
+    events: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Hooks {
+    async fn start() -> Hooks {
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: String| {
+                let sink = sink.clone();
+                async move {
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    if let Some(list) = v["events"].as_array() {
+                        sink.lock().unwrap().extend(list.iter().cloned());
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Hooks { url, events }
+    }
+
+    fn count(&self, name: &str, channel: &str, user: Option<&str>) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["name"] == name
+                    && e["channel"] == channel
+                    && user.is_none_or(|u| e["user_id"] == u)
+            })
+            .count()
+    }
+
+    /// Waits for the event, then checks it stays single.
+    async fn once(&self, name: &str, channel: &str, user: Option<&str>, what: &str) {
+        eventually(what, || async { self.count(name, channel, user) >= 1 }).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(
+            self.count(name, channel, user),
+            1,
+            "{what}: {name} on {channel} sent once per cluster; all: {:?}",
+            self.events.lock().unwrap()
+        );
+    }
+}
+
+/// channel_occupied / vacated and member_added / removed go out once for the whole cluster.
+async fn webhooks_once_per_cluster(nodes: &[Node], hooks: &Hooks) {
+    let mut clients = Vec::new();
+    for n in nodes {
+        let mut c = n.connect().await;
+        c.subscribe("hooked").await;
+        clients.push(c);
+    }
+    hooks
+        .once("channel_occupied", "hooked", None, "occupied")
+        .await;
+    drop(clients);
+    hooks
+        .once("channel_vacated", "hooked", None, "vacated")
+        .await;
+
+    let ch = "presence-hooked";
+    let mut a = nodes[1].connect().await;
+    let mut b = nodes[2].connect().await;
+    let same = presence_data("same-user");
+    let _ = tokio::join!(
+        a.subscribe_presence(ch, &same),
+        b.subscribe_presence(ch, &same)
+    );
+    hooks
+        .once("member_added", ch, Some("same-user"), "raced member")
+        .await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hooks.count("member_removed", ch, Some("same-user")), 0);
+    drop(b);
+    hooks
+        .once("member_removed", ch, Some("same-user"), "last socket left")
+        .await;
 }
 
 /// Redis/NATS goes away: 503 + Retry-After, local clients stay, readiness says degraded; when
@@ -638,7 +736,7 @@ async fn backend_restart(backend: &mut Backend, nodes: &[Node]) {
 }
 
 /// Node SIGKILL, restart with the same node id, graceful stop.
-async fn node_failures(nodes: &mut [Node]) {
+async fn node_failures(nodes: &mut [Node], hooks: &Hooks) {
     let ch = "presence-failures";
     let mut watcher = nodes[0].connect().await;
     watcher.subscribe_presence(ch, &presence_data("w")).await;
@@ -681,6 +779,14 @@ async fn node_failures(nodes: &mut [Node]) {
             .await
             .is_empty()
     );
+    hooks
+        .once(
+            "member_removed",
+            ch,
+            Some("victim"),
+            "a killed node's member, by webhook",
+        )
+        .await;
 
     // Graceful stop: departure announced, members removed without waiting for the timeout.
     let mut leaver = nodes[1].connect().await;
@@ -706,7 +812,9 @@ async fn node_failures(nodes: &mut [Node]) {
 }
 
 async fn run_suite(mut backend: Backend, prefix: &str) {
-    let mut nodes = fleet(&backend, prefix, 3).await;
+    let hooks = Hooks::start().await;
+    let mut nodes = fleet(&backend, prefix, 3, &hooks).await;
+    webhooks_once_per_cluster(&nodes, &hooks).await;
     delivery_exactly_once_in_order(&nodes).await;
     socket_id_exclusion(&nodes).await;
     http_answers_are_cluster_wide(&nodes).await;
@@ -717,7 +825,7 @@ async fn run_suite(mut backend: Backend, prefix: &str) {
         cluster_spread_and_reshard(rc, prefix, &nodes).await;
     }
     backend_restart(&mut backend, &nodes).await;
-    node_failures(&mut nodes).await;
+    node_failures(&mut nodes, &hooks).await;
 }
 
 /// Shard channels land on at least two masters, and delivery survives moving every slot of

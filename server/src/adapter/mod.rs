@@ -74,7 +74,10 @@ pub async fn build(
         hub_rx,
         transport,
         in_rx,
-        config.adapter.clone(),
+        horizontal::Settings {
+            adapter: config.adapter.clone(),
+            vacate_delay: std::time::Duration::from_millis(config.webhooks.vacate_delay_ms),
+        },
         metrics,
     )))
 }

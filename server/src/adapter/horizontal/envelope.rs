@@ -20,6 +20,28 @@ pub struct NodeState {
     pub apps: HashMap<String, AppState>,
 }
 
+impl NodeState {
+    /// Every (app, channel) this state mentions.
+    pub fn channel_keys(&self) -> Vec<(String, String)> {
+        self.apps
+            .iter()
+            .flat_map(|(app, a)| a.channels.keys().map(|c| (app.clone(), c.clone())))
+            .collect()
+    }
+}
+
+impl Change {
+    /// The (app, channel) a change is about, if any.
+    pub fn channel_key(&self) -> Option<(String, String)> {
+        match self {
+            Change::Count { app, channel, .. }
+            | Change::Join { app, channel, .. }
+            | Change::Leave { app, channel, .. } => Some((app.clone(), channel.clone())),
+            Change::Connections { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppState {
     pub connections: u64,

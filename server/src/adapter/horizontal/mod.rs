@@ -14,12 +14,13 @@
 //!   While degraded, peers are not expired (we cannot tell who died), answers say incomplete.
 
 pub mod envelope;
+mod leader;
 mod peers;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -33,6 +34,7 @@ use crate::hub::{ChannelCounts, HubEvent, LocalHub};
 use crate::metrics::Metrics;
 use crate::protocol::ErrorCode;
 use crate::socket_id::SocketId;
+use crate::webhooks::Webhooks;
 use envelope::{AppState, Change, ChannelState, Envelope, NodeRef, NodeState, Request};
 use peers::{Peers, Seen};
 use transport::{Topic, Transport, sanitize};
@@ -76,6 +78,11 @@ enum Cmd {
         to: NodeRef,
         env: Envelope,
     },
+    /// Re-check a channel's webhook record once the vacate delay passed.
+    Reconcile {
+        app: String,
+        channel: String,
+    },
     Bye(oneshot::Sender<()>),
 }
 
@@ -101,6 +108,16 @@ struct Core {
     last_error: Mutex<Option<String>>,
     echo_seen: Mutex<Instant>,
     metrics: Arc<Metrics>,
+    webhooks: OnceLock<Webhooks>,
+    record: Mutex<leader::Record>,
+    vacate_delay: Duration,
+}
+
+/// The configuration the core needs.
+pub struct Settings {
+    pub adapter: AdapterConfig,
+    /// `webhooks.vacate_delay_ms`: removals wait this long before a webhook.
+    pub vacate_delay: Duration,
 }
 
 /// An [`Adapter`] over any [`Transport`].
@@ -117,9 +134,13 @@ impl HorizontalAdapter {
         hub_events: mpsc::UnboundedReceiver<HubEvent>,
         transport: Arc<dyn Transport>,
         incoming: mpsc::Receiver<Bytes>,
-        config: AdapterConfig,
+        settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let Settings {
+            adapter: config,
+            vacate_delay,
+        } = settings;
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core {
             me,
@@ -135,6 +156,9 @@ impl HorizontalAdapter {
             last_error: Mutex::new(Some("connecting".into())),
             echo_seen: Mutex::new(Instant::now()),
             metrics,
+            webhooks: OnceLock::new(),
+            record: Mutex::default(),
+            vacate_delay,
         });
         tokio::spawn(publisher(core.clone(), hub_events, cmd_rx));
         tokio::spawn(receiver(core.clone(), incoming));
@@ -240,9 +264,77 @@ impl Core {
             .filter(|(_, p)| p.last_seen.elapsed() > timeout)
             .map(|(k, _)| k.clone())
             .collect();
+        let mut touched = Vec::new();
         for name in dead {
             tracing::warn!(node = %name, timeout_ms = self.config.node_timeout_ms, "node silent too long; removing it and its members");
-            peers.remove(&self.hub, &name);
+            touched.extend(peers.remove(&self.hub, &name));
+        }
+        drop(peers);
+        self.reconcile_all(touched);
+    }
+
+    fn is_leader(&self) -> bool {
+        // The webhook leader: the live node with the oldest boot.
+        let peers = self.peers.lock().expect("lock");
+        peers.map.values().all(|p| p.boot > self.me.boot)
+    }
+
+    /// A channel's subscription count and presence users over all nodes.
+    fn channel_view(&self, app: &str, channel: &str) -> (usize, HashSet<Arc<str>>) {
+        let (mut count, mut users) = match self.hub.existing(app) {
+            Some(h) => (
+                h.channel_counts(channel)
+                    .map_or(0, |c| c.subscription_count),
+                h.local_members(channel)
+                    .into_iter()
+                    .map(|(u, _)| u)
+                    .collect(),
+            ),
+            None => (0, HashSet::new()),
+        };
+        let peers = self.peers.lock().expect("lock");
+        for p in peers.map.values() {
+            if let Some(c) = p.state.apps.get(app).and_then(|a| a.channels.get(channel)) {
+                count += c.count;
+                users.extend(c.members.keys().cloned());
+            }
+        }
+        (count, users)
+    }
+
+    /// Updates the channel's webhook record from the cluster view; the leader sends the
+    /// differences (see `leader`).
+    fn reconcile(&self, app: &str, channel: &str, removals: bool) {
+        let Some(webhooks) = self.webhooks.get() else {
+            return;
+        };
+        let (count, users) = self.channel_view(app, channel);
+        let presence = crate::channel::ChannelType::of(channel).is_presence();
+        let removals = removals || self.vacate_delay.is_zero();
+        let outcome = self
+            .record
+            .lock()
+            .expect("lock")
+            .reconcile(app, channel, presence, count, &users, removals);
+        if outcome.recheck {
+            let cmds = self.cmds.clone();
+            let (app, channel, delay) = (app.to_string(), channel.to_string(), self.vacate_delay);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = cmds.send(Cmd::Reconcile { app, channel });
+            });
+        }
+        if !outcome.events.is_empty() && self.is_leader() {
+            for e in outcome.events {
+                webhooks.cluster_event(app, channel, e);
+            }
+        }
+    }
+
+    fn reconcile_all(&self, touched: Vec<(String, String)>) {
+        let unique: HashSet<(String, String)> = touched.into_iter().collect();
+        for (app, channel) in unique {
+            self.reconcile(&app, &channel, false);
         }
     }
 
@@ -325,6 +417,18 @@ impl Core {
     }
 
     fn on_control(&self, from: &NodeRef, env: Envelope) {
+        let mut touched = Vec::new();
+        self.on_control_locked(from, env, &mut touched);
+        // Outside the peers lock: the webhook record reads the view.
+        self.reconcile_all(touched);
+    }
+
+    fn on_control_locked(
+        &self,
+        from: &NodeRef,
+        env: Envelope,
+        touched: &mut Vec<(String, String)>,
+    ) {
         let mut peers = self.peers.lock().expect("lock");
         if let Envelope::Bye { .. } = env {
             if peers
@@ -333,11 +437,11 @@ impl Core {
                 .is_some_and(|p| p.boot == from.boot)
             {
                 tracing::info!(node = %from.name, "node left");
-                peers.remove(&self.hub, &from.name);
+                touched.extend(peers.remove(&self.hub, &from.name));
             }
             return;
         }
-        if let Seen::Stale = peers.seen(&self.hub, from) {
+        if let Seen::Stale = peers.seen(&self.hub, from, touched) {
             return;
         }
         match env {
@@ -348,13 +452,13 @@ impl Core {
                 }
             }
             Envelope::Hello { seq, state, .. } => {
-                peers.replace(&self.hub, &from.name, seq, state);
+                touched.extend(peers.replace(&self.hub, &from.name, seq, state));
                 let _ = self.cmds.send(Cmd::SendState {
                     to: from.name.clone(),
                 });
             }
             Envelope::State { to, seq, state, .. } if to == self.me.name => {
-                peers.replace(&self.hub, &from.name, seq, state);
+                touched.extend(peers.replace(&self.hub, &from.name, seq, state));
             }
             Envelope::SyncRequest { to, .. } if to == self.me.name => {
                 let _ = self.cmds.send(Cmd::SendState {
@@ -369,6 +473,7 @@ impl Core {
                 } else if seq <= p.seq {
                     // Duplicate.
                 } else if seq == p.seq + 1 {
+                    touched.extend(changes.iter().filter_map(Change::channel_key));
                     peers.apply(&self.hub, &from.name, changes);
                     if let Some(p) = peers.map.get_mut(&from.name) {
                         p.seq = seq;
@@ -376,6 +481,7 @@ impl Core {
                 } else {
                     tracing::info!(node = %from.name, expected = p.seq + 1, got = seq, "missed changes; asking for a full state");
                     // Apply anyway (changes are absolute) while the full state is on its way.
+                    touched.extend(changes.iter().filter_map(Change::channel_key));
                     peers.apply(&self.hub, &from.name, changes);
                     self.ask_sync(&mut peers, &from.name);
                 }
@@ -548,6 +654,7 @@ async fn publisher(
                         Err(_) => break,
                     }
                 }
+                core.reconcile_all(changes.iter().filter_map(Change::channel_key).collect());
                 seq += 1;
                 // While degraded the changes are not sent: peers notice the gap in `seq` and
                 // we announce the full state when the backend is back.
@@ -571,6 +678,7 @@ async fn publisher(
                 Cmd::Reply { to, env } => {
                     let _ = core.publish(&Topic::Node(inbox_of(&to)), &env).await;
                 }
+                Cmd::Reconcile { app, channel } => core.reconcile(&app, &channel, true),
                 Cmd::Bye(done) => {
                     let env = Envelope::Bye { from: core.me.clone() };
                     if core.publish(&Topic::Control, &env).await.is_ok() {
@@ -838,6 +946,14 @@ impl Adapter for HorizontalAdapter {
                 .map
                 .values()
                 .all(|p| p.synced)
+    }
+
+    fn cluster_webhooks(&self) -> bool {
+        true
+    }
+
+    fn attach_webhooks(&self, webhooks: Webhooks) {
+        let _ = self.core.webhooks.set(webhooks);
     }
 
     fn remote_connections(&self, app_id: &str) -> u64 {

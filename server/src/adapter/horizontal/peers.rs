@@ -38,14 +38,20 @@ pub struct Peers {
 impl Peers {
     /// Registers a message from `from`; a newer boot of a known name replaces the old one
     /// (whose members are removed at once: no ghosts).
-    pub fn seen(&mut self, hub: &LocalHub, from: &NodeRef) -> Seen {
+    /// `touched` gets the channels of a replaced incarnation.
+    pub fn seen(
+        &mut self,
+        hub: &LocalHub,
+        from: &NodeRef,
+        touched: &mut Vec<(String, String)>,
+    ) -> Seen {
         if let Some(p) = self.map.get(&from.name) {
             if p.boot > from.boot {
                 return Seen::Stale;
             }
             if p.boot < from.boot {
                 tracing::info!(node = %from.name, old_boot = p.boot, boot = from.boot, "node restarted; replacing its previous incarnation");
-                self.remove(hub, &from.name);
+                touched.extend(self.remove(hub, &from.name));
             }
         }
         let p = self.map.entry(from.name.clone()).or_insert_with(|| {
@@ -63,26 +69,36 @@ impl Peers {
         Seen::Current
     }
 
-    /// Forgets a node and removes its members from the hub's union.
-    pub fn remove(&mut self, hub: &LocalHub, name: &Arc<str>) -> bool {
+    /// Forgets a node and removes its members from the hub's union; returns its channels.
+    pub fn remove(&mut self, hub: &LocalHub, name: &Arc<str>) -> Vec<(String, String)> {
         match self.map.remove(name) {
             Some(p) => {
                 mirror(hub, name, &p.state, &NodeState::default());
-                true
+                p.state.channel_keys()
             }
-            None => false,
+            None => Vec::new(),
         }
     }
 
-    /// Replaces a node's whole state.
-    pub fn replace(&mut self, hub: &LocalHub, name: &Arc<str>, seq: u64, state: NodeState) {
+    /// Replaces a node's whole state; returns the channels of the old and new state.
+    pub fn replace(
+        &mut self,
+        hub: &LocalHub,
+        name: &Arc<str>,
+        seq: u64,
+        state: NodeState,
+    ) -> Vec<(String, String)> {
+        let mut touched = Vec::new();
         if let Some(p) = self.map.get_mut(name) {
+            touched = p.state.channel_keys();
+            touched.extend(state.channel_keys());
             mirror(hub, name, &p.state, &state);
             p.state = state;
             p.seq = seq;
             p.synced = true;
             p.sync_asked = None;
         }
+        touched
     }
 
     /// Applies changes in order.
