@@ -23,6 +23,10 @@ use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer, free_port};
 use tokio_tungstenite::tungstenite::Message;
 
 const HEARTBEAT_MS: u64 = 300;
+/// A second app with tiny limits, for the cluster-wide quota and presence limit.
+const QUOTA_APP: &str = "77";
+const QUOTA_KEY: &str = "quota-key";
+const QUOTA_SECRET: &str = "quota-secret";
 const NODE_TIMEOUT_MS: u64 = 3000;
 /// Bound for anything eventual (replication, failure detection, recovery).
 const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -98,6 +102,10 @@ impl Node {
             headers: Default::default(),
         });
         c.webhooks.batch_duration_ms = 20;
+        let mut quota = sockudo_config::AppConfig::new(QUOTA_APP, QUOTA_KEY, QUOTA_SECRET);
+        quota.limits.max_connections = 3;
+        quota.limits.max_presence_members_per_channel = 2;
+        c.apps.push(quota);
         c.port = free_port();
         c.node_id = Some(name.into());
         c.metrics.enabled = false;
@@ -212,8 +220,12 @@ impl Node {
     }
 
     async fn connect(&self) -> Client {
+        self.connect_key(KEY).await
+    }
+
+    async fn connect_key(&self, key: &str) -> Client {
         let url = format!(
-            "ws://127.0.0.1:{}/app/{KEY}?protocol=7&client=test&version=1",
+            "ws://127.0.0.1:{}/app/{key}?protocol=7&client=test&version=1",
             self.port
         );
         let mut ws = tokio_tungstenite::connect_async(url).await.expect("ws").0;
@@ -571,6 +583,54 @@ async fn prefix_isolation(backend: &Backend, prefix: &str, nodes: &[Node]) {
     assert_eq!(subscription_count(&nodes[0], "iso").await, 1);
 }
 
+/// The per-app connection quota (4004) and the presence member limit count every node.
+async fn limits_are_cluster_wide(nodes: &[Node]) {
+    let mut clients = Vec::new();
+    for n in nodes {
+        clients.push(n.connect_key(QUOTA_KEY).await);
+    }
+    // Each node learns the others' connections through replication.
+    tokio::time::sleep(Duration::from_millis(4 * HEARTBEAT_MS)).await;
+    let url = format!(
+        "ws://127.0.0.1:{}/app/{QUOTA_KEY}?protocol=7&client=test&version=1",
+        nodes[0].port
+    );
+    let mut ws = tokio_tungstenite::connect_async(url).await.expect("ws").0;
+    let err = common::next_json(&mut ws).await;
+    assert_eq!(err["event"], "pusher:error", "{err}");
+    assert_eq!(err["data"]["code"], 4004, "{err}");
+    drop(ws);
+
+    let ch = "presence-limited";
+    let join = |c: &Client, user: &str| {
+        let data = presence_data(user);
+        let signed = sockudo_server::auth::channel_string(&c.socket_id, ch, Some(&data));
+        let auth = format!(
+            "{QUOTA_KEY}:{}",
+            sockudo_server::auth::sign(QUOTA_SECRET, &signed)
+        );
+        json!({"event":"pusher:subscribe","data":{"channel":ch,"auth":auth,"channel_data":data}})
+    };
+    for (i, user) in ["p1", "p2"].into_iter().enumerate() {
+        let msg = join(&clients[i], user);
+        clients[i].send(msg).await;
+        wait_event(
+            &mut clients[i],
+            "pusher_internal:subscription_succeeded",
+            Duration::from_secs(5),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(4 * HEARTBEAT_MS)).await;
+    let msg = join(&clients[2], "p3");
+    clients[2].send(msg).await;
+    let err = wait_event(&mut clients[2], "pusher:error", Duration::from_secs(5)).await;
+    assert_eq!(
+        err["data"]["code"], 4100,
+        "presence limit over the cluster: {err}"
+    );
+}
+
 /// Receives the fleet's webhooks.
 struct Hooks {
     url: String,
@@ -815,6 +875,7 @@ async fn run_suite(mut backend: Backend, prefix: &str) {
     let hooks = Hooks::start().await;
     let mut nodes = fleet(&backend, prefix, 3, &hooks).await;
     webhooks_once_per_cluster(&nodes, &hooks).await;
+    limits_are_cluster_wide(&nodes).await;
     delivery_exactly_once_in_order(&nodes).await;
     socket_id_exclusion(&nodes).await;
     http_answers_are_cluster_wide(&nodes).await;

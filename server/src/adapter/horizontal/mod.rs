@@ -105,6 +105,8 @@ struct Core {
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     healthy: AtomicBool,
+    /// Was up once: later recoveries count as reconnects.
+    ever_up: AtomicBool,
     last_error: Mutex<Option<String>>,
     echo_seen: Mutex<Instant>,
     metrics: Arc<Metrics>,
@@ -153,6 +155,7 @@ impl HorizontalAdapter {
             next_id: AtomicU64::new(1),
             // Degraded until our own first heartbeat comes back through the backend.
             healthy: AtomicBool::new(false),
+            ever_up: AtomicBool::new(false),
             last_error: Mutex::new(Some("connecting".into())),
             echo_seen: Mutex::new(Instant::now()),
             metrics,
@@ -224,7 +227,7 @@ impl Core {
         if !self.healthy.swap(true, Ordering::AcqRel) {
             let was_error = self.last_error.lock().expect("lock").take();
             tracing::info!(driver = self.driver(), previous = ?was_error, "adapter backend up; announcing state");
-            if was_error.as_deref() != Some("connecting") {
+            if self.ever_up.swap(true, Ordering::AcqRel) {
                 self.metrics
                     .adapter_reconnects
                     .with_label_values(&[self.driver()])
