@@ -639,3 +639,117 @@ impl AppHub {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn conn() -> (Arc<ConnHandle>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(64);
+        (
+            Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx)),
+            rx,
+        )
+    }
+
+    fn member(user: &str) -> PresenceMember {
+        PresenceMember {
+            user_id: Arc::from(user),
+            user_info: RawValue::from_string("{}".into()).unwrap(),
+            max_members: 2,
+        }
+    }
+
+    fn events(rx: &mut mpsc::Receiver<Frame>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+            out.push(v["event"].as_str().unwrap().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn member_events_follow_the_union_of_nodes() {
+        let (obs, mut hub_events) = tokio::sync::mpsc::unbounded_channel();
+        let hub = LocalHub::with_observer(obs).app("app");
+        let node: Arc<str> = Arc::from("other");
+        let (watcher, mut wrx) = conn();
+        hub.subscribe("presence-c", &watcher, Some(member("w")), false)
+            .unwrap();
+        events(&mut wrx);
+        // A user on another node appears: member_added once.
+        let u: Arc<str> = Arc::from("u");
+        let info = || Some(RawValue::from_string("{}".into()).unwrap());
+        assert_eq!(
+            hub.remote_member("presence-c", &node, &u, info()),
+            Some(true)
+        );
+        assert_eq!(events(&mut wrx), ["pusher_internal:member_added"]);
+        // The same user joins here too: already present, nothing announced, and it counts
+        // once against the limit of 2 (w + u).
+        let (local_u, _lrx) = conn();
+        let s = hub
+            .subscribe("presence-c", &local_u, Some(member("u")), false)
+            .unwrap();
+        assert!(!s.new_member);
+        assert!(events(&mut wrx).is_empty());
+        // A third user is over the limit across nodes.
+        let (third, _trx) = conn();
+        assert!(
+            hub.subscribe("presence-c", &third, Some(member("x")), false)
+                .is_err()
+        );
+        // The other node's copy leaves: still here locally, nothing announced.
+        assert_eq!(hub.remote_member("presence-c", &node, &u, None), None);
+        assert!(events(&mut wrx).is_empty());
+        // The local socket leaves: gone everywhere, member_removed once.
+        let left = hub
+            .unsubscribe("presence-c", local_u.socket_id, false)
+            .unwrap();
+        assert_eq!(left.member_removed.as_deref(), Some("u"));
+        assert_eq!(events(&mut wrx), ["pusher_internal:member_removed"]);
+        // The observer saw this node's own changes, in order.
+        let mut kinds = Vec::new();
+        while let Ok(e) = hub_events.try_recv() {
+            kinds.push(match e {
+                HubEvent::ChannelCount { count, .. } => format!("count {count}"),
+                HubEvent::MemberJoined { user, union, .. } => format!("join {user} {union}"),
+                HubEvent::MemberLeft { user, union, .. } => format!("leave {user} {union}"),
+                HubEvent::Connections { .. } => "connections".into(),
+            });
+        }
+        assert_eq!(
+            kinds,
+            [
+                "count 1",
+                "join w true",
+                "count 2",
+                "join u false",
+                "count 1",
+                "leave u true"
+            ]
+        );
+    }
+
+    #[test]
+    fn subscription_data_lists_members_of_every_node() {
+        let hub = LocalHub::default().app("app");
+        let node: Arc<str> = Arc::from("other");
+        hub.remote_member(
+            "presence-c",
+            &node,
+            &Arc::from("remote"),
+            Some(RawValue::from_string(r#"{"n":1}"#.into()).unwrap()),
+        );
+        let (c, mut rx) = conn();
+        hub.subscribe("presence-c", &c, Some(member("local")), false)
+            .unwrap();
+        let f = rx.try_recv().unwrap();
+        let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["presence"]["count"], 2);
+        assert_eq!(data["presence"]["hash"]["remote"]["n"], 1);
+    }
+}
