@@ -107,11 +107,15 @@ struct Core {
     healthy: AtomicBool,
     /// Was up once: later recoveries count as reconnects.
     ever_up: AtomicBool,
+    /// When the backend path first came up.
+    up_since: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
     echo_seen: Mutex<Instant>,
     metrics: Arc<Metrics>,
     webhooks: OnceLock<Webhooks>,
     record: Mutex<leader::Record>,
+    /// Webhook events recorded before this node settled (see `settled`).
+    deferred: Mutex<Vec<(String, String, crate::webhooks::ClusterEvent)>>,
     vacate_delay: Duration,
 }
 
@@ -156,11 +160,13 @@ impl HorizontalAdapter {
             // Degraded until our own first heartbeat comes back through the backend.
             healthy: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
+            up_since: Mutex::new(None),
             last_error: Mutex::new(Some("connecting".into())),
             echo_seen: Mutex::new(Instant::now()),
             metrics,
             webhooks: OnceLock::new(),
             record: Mutex::default(),
+            deferred: Mutex::default(),
             vacate_delay,
         });
         tokio::spawn(publisher(core.clone(), hub_events, cmd_rx));
@@ -225,6 +231,10 @@ impl Core {
     fn echo(&self) {
         *self.echo_seen.lock().expect("lock") = Instant::now();
         if !self.healthy.swap(true, Ordering::AcqRel) {
+            self.up_since
+                .lock()
+                .expect("lock")
+                .get_or_insert_with(Instant::now);
             let was_error = self.last_error.lock().expect("lock").take();
             tracing::info!(driver = self.driver(), previous = ?was_error, "adapter backend up; announcing state");
             if self.ever_up.swap(true, Ordering::AcqRel) {
@@ -274,6 +284,30 @@ impl Core {
         }
         drop(peers);
         self.reconcile_all(touched);
+    }
+
+    /// Connected for two heartbeats: long enough to have heard of older peers. Before that,
+    /// at a cold start, every node knows no one and would think it leads.
+    fn settled(&self) -> bool {
+        let settle = Duration::from_millis(self.config.heartbeat_interval_ms * 2);
+        let up_since = *self.up_since.lock().expect("lock");
+        up_since.is_some_and(|t| t.elapsed() >= settle)
+    }
+
+    /// Sends the events deferred while settling, if this node turned out to lead.
+    fn flush_deferred(&self) {
+        if !self.settled() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred.lock().expect("lock"));
+        if deferred.is_empty() || !self.is_leader() {
+            return;
+        }
+        if let Some(webhooks) = self.webhooks.get() {
+            for (app, channel, e) in deferred {
+                webhooks.cluster_event(&app, &channel, e);
+            }
+        }
     }
 
     fn is_leader(&self) -> bool {
@@ -327,7 +361,18 @@ impl Core {
                 let _ = cmds.send(Cmd::Reconcile { app, channel });
             });
         }
-        if !outcome.events.is_empty() && self.is_leader() {
+        if outcome.events.is_empty() {
+            return;
+        }
+        if !self.settled() {
+            let mut deferred = self.deferred.lock().expect("lock");
+            deferred.extend(
+                outcome
+                    .events
+                    .into_iter()
+                    .map(|e| (app.to_string(), channel.to_string(), e)),
+            );
+        } else if self.is_leader() {
             for e in outcome.events {
                 webhooks.cluster_event(app, channel, e);
             }
@@ -695,6 +740,7 @@ async fn publisher(
                 let env = Envelope::Heartbeat { from: core.me.clone(), seq };
                 let _ = core.publish(&Topic::Control, &env).await;
                 core.check();
+                core.flush_deferred();
             }
         }
     }
