@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use sockudo_config::{AdapterDriver, CacheDriver, ConfigError, RateLimiterDriver, ServerConfig};
+use sockudo_config::{CacheDriver, ConfigError, RateLimiterDriver, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -44,12 +44,6 @@ pub enum StartError {
 
 /// Refuses drivers that later issues build, naming the key.
 pub fn check_drivers(config: &ServerConfig) -> Result<(), StartError> {
-    if config.adapter.driver != AdapterDriver::Local && config.adapter.publish_buffer_size > 0 {
-        return Err(StartError::NotBuilt {
-            key: "adapter.publish_buffer_size",
-            value: "a value above 0 (publishes are refused with 503 while the backend is down)",
-        });
-    }
     if matches!(
         config.cache.driver,
         CacheDriver::Redis | CacheDriver::RedisCluster

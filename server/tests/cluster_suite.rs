@@ -114,6 +114,10 @@ impl Node {
         c.adapter.heartbeat_interval_ms = HEARTBEAT_MS;
         c.adapter.node_timeout_ms = NODE_TIMEOUT_MS;
         c.adapter.request_timeout_ms = 1000;
+        // The third node of a fleet holds publishes while the backend is down.
+        if name.ends_with("-2") {
+            c.adapter.publish_buffer_size = 5;
+        }
         c.webhooks.vacate_delay_ms = 0;
         backend.configure(&mut c);
         let dir = tempfile::tempdir().unwrap();
@@ -737,6 +741,8 @@ async fn backend_restart(backend: &mut Backend, nodes: &[Node]) {
     )
     .await;
 
+    let mut held_sub = nodes[1].connect().await;
+    held_sub.subscribe("outage-held").await;
     backend.kill();
     let api = nodes[0].api();
     eventually("publishes refused with 503 during the outage", || async {
@@ -768,6 +774,12 @@ async fn backend_restart(backend: &mut Backend, nodes: &[Node]) {
         collect(&mut other, "x", 300).await.is_empty(),
         "nothing delivered while down"
     );
+    // Node 2 has a publish buffer: accepted and delivered locally now, to node 1 later.
+    let mut local2 = nodes[2].connect().await;
+    local2.subscribe("outage-held").await;
+    let (s, body) = nodes[2].api().trigger("outage-held", "held", "1").await;
+    assert_eq!(s, 200, "buffered publish accepted: {body}");
+    wait_event(&mut local2, "held", Duration::from_secs(5)).await;
     // Local clients are still served.
     watcher.send(json!({"event":"pusher:ping","data":{}})).await;
     wait_event(&mut watcher, "pusher:pong", Duration::from_secs(5)).await;
@@ -781,6 +793,8 @@ async fn backend_restart(backend: &mut Backend, nodes: &[Node]) {
     })
     .await;
     wait_event(&mut other, "after", Duration::from_secs(10)).await;
+    wait_event(&mut held_sub, "held", EVENTUALLY).await;
+    drop((local2, held_sub));
     for n in nodes {
         eventually("presence resynced", || async {
             users(n, ch).await == ["o", "w"]

@@ -384,10 +384,6 @@ async fn websocket_connect_rate_limit() {
 async fn unbuilt_drivers_are_refused_at_startup() {
     for (json, key) in [
         (
-            r#"{"adapter":{"driver":"nats","publish_buffer_size":10}}"#,
-            "adapter.publish_buffer_size",
-        ),
-        (
             r#"{"cache":{"driver":"redis","redis":{"host":"h"}}}"#,
             "cache.driver = redis",
         ),

@@ -216,7 +216,7 @@ fn cli_check_config_and_schema() {
     let unbuilt = dir.join("nats.json");
     std::fs::write(
         &unbuilt,
-        r#"{"adapter":{"driver":"nats","publish_buffer_size":10}}"#,
+        r#"{"cache":{"driver":"redis","redis":{"host":"h"}}}"#,
     )
     .unwrap();
     let out = std::process::Command::new(bin)
@@ -227,7 +227,7 @@ fn cli_check_config_and_schema() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("adapter.publish_buffer_size = a value above 0")
+            .contains("cache.driver = redis is not built into this server yet")
     );
     let out = std::process::Command::new(bin)
         .arg("config-schema")

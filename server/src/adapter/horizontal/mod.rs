@@ -114,6 +114,8 @@ struct Core {
     metrics: Arc<Metrics>,
     webhooks: OnceLock<Webhooks>,
     record: Mutex<leader::Record>,
+    /// Events held while the backend is down (`adapter.publish_buffer_size` > 0), oldest first.
+    buffer: Mutex<std::collections::VecDeque<(Topic, Envelope)>>,
     /// Webhook events recorded before this node settled (see `settled`).
     deferred: Mutex<Vec<(String, String, crate::webhooks::ClusterEvent)>>,
     vacate_delay: Duration,
@@ -167,6 +169,7 @@ impl HorizontalAdapter {
             webhooks: OnceLock::new(),
             record: Mutex::default(),
             deferred: Mutex::default(),
+            buffer: Mutex::default(),
             vacate_delay,
         });
         tokio::spawn(publisher(core.clone(), hub_events, cmd_rx));
@@ -216,6 +219,66 @@ impl Core {
         }
     }
 
+    /// Publishes a channel event. With `adapter.publish_buffer_size` > 0, an event the backend
+    /// does not take is held (in order, behind any already held) and sent when it is back;
+    /// a full buffer refuses (503) like no buffer does.
+    async fn publish_event(&self, topic: Topic, env: Envelope) -> Result<(), AdapterError> {
+        let cap = self.config.publish_buffer_size;
+        if cap > 0 {
+            let mut buffer = self.buffer.lock().expect("lock");
+            if !buffer.is_empty() {
+                if buffer.len() >= cap {
+                    return Err(AdapterError::Unavailable(format!(
+                        "{}: backend unreachable and the publish buffer ({cap}) is full",
+                        self.driver()
+                    )));
+                }
+                buffer.push_back((topic, env));
+                return Ok(());
+            }
+        }
+        match self.publish(&topic, &env).await {
+            Ok(()) => Ok(()),
+            Err(e) if cap > 0 => {
+                let mut buffer = self.buffer.lock().expect("lock");
+                if buffer.len() >= cap {
+                    return Err(e);
+                }
+                tracing::debug!(held = buffer.len() + 1, "backend unreachable; publish held");
+                buffer.push_back((topic, env));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends held events in order, stopping at the first failure. Waits until every peer
+    /// answered our Hello after the outage: a peer still re-subscribing would miss them.
+    async fn flush_buffer(&self) {
+        if self.buffer.lock().expect("lock").is_empty()
+            || !self.healthy.load(Ordering::Acquire)
+            || !self
+                .peers
+                .lock()
+                .expect("lock")
+                .map
+                .values()
+                .all(|p| p.synced)
+        {
+            return;
+        }
+        loop {
+            let next = self.buffer.lock().expect("lock").front().cloned();
+            let Some((topic, env)) = next else {
+                return;
+            };
+            if self.publish(&topic, &env).await.is_err() {
+                return;
+            }
+            self.buffer.lock().expect("lock").pop_front();
+        }
+    }
+
     fn mark_down(&self, error: &str) {
         *self.last_error.lock().expect("lock") = Some(error.to_string());
         if self.healthy.swap(false, Ordering::AcqRel) {
@@ -247,10 +310,12 @@ impl Core {
                 .backend_up
                 .with_label_values(&["adapter", self.driver()])
                 .set(1);
-            // Peers were not expired while we were cut off; give them a fresh deadline.
+            // Peers were not expired while we were cut off; give them a fresh deadline. Their
+            // state is stale until they answer our Hello (which also proves they hear us again).
             let mut peers = self.peers.lock().expect("lock");
             for p in peers.map.values_mut() {
                 p.last_seen = Instant::now();
+                p.synced = false;
             }
             drop(peers);
             let _ = self.cmds.send(Cmd::Hello);
@@ -741,6 +806,7 @@ async fn publisher(
                 let _ = core.publish(&Topic::Control, &env).await;
                 core.check();
                 core.flush_deferred();
+                core.flush_buffer().await;
             }
         }
     }
@@ -779,7 +845,7 @@ impl Adapter for HorizontalAdapter {
             frame: frame.as_str().to_string(),
         };
         let bucket = transport::bucket_of(app_id, channel, core.transport.buckets());
-        core.publish(&Topic::Events(bucket), &env).await?;
+        core.publish_event(Topic::Events(bucket), env).await?;
         Ok(core
             .hub
             .existing(app_id)
@@ -802,7 +868,7 @@ impl Adapter for HorizontalAdapter {
             frame: frame.as_str().to_string(),
         };
         let bucket = transport::bucket_of(app_id, user_id, core.transport.buckets());
-        core.publish(&Topic::Events(bucket), &env).await?;
+        core.publish_event(Topic::Events(bucket), env).await?;
         Ok(core
             .hub
             .existing(app_id)
