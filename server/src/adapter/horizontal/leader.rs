@@ -14,6 +14,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
+
+use super::Cmd;
 
 use crate::webhooks::ClusterEvent;
 
@@ -94,6 +97,109 @@ impl Record {
             self.channels.remove(&key);
         }
         Outcome { events, recheck }
+    }
+}
+
+/// The leader logic on the core: who leads, and reconciling a channel's record.
+impl super::Core {
+    /// Connected for two heartbeats: long enough to have heard of older peers. Before that,
+    /// at a cold start, every node knows no one and would think it leads.
+    pub(super) fn settled(&self) -> bool {
+        let settle = Duration::from_millis(self.config.heartbeat_interval_ms * 2);
+        let up_since = *self.up_since.lock().expect("lock");
+        up_since.is_some_and(|t| t.elapsed() >= settle)
+    }
+
+    /// Sends the events deferred while settling, if this node turned out to lead.
+    pub(super) fn flush_deferred(&self) {
+        if !self.settled() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred.lock().expect("lock"));
+        if deferred.is_empty() || !self.is_leader() {
+            return;
+        }
+        if let Some(webhooks) = self.webhooks.get() {
+            for (app, channel, e) in deferred {
+                webhooks.cluster_event(&app, &channel, e);
+            }
+        }
+    }
+
+    pub(super) fn is_leader(&self) -> bool {
+        // The webhook leader: the live node with the oldest boot.
+        let peers = self.peers.lock().expect("lock");
+        peers.map.values().all(|p| p.boot > self.me.boot)
+    }
+
+    /// A channel's subscription count and presence users over all nodes.
+    pub(super) fn channel_view(&self, app: &str, channel: &str) -> (usize, HashSet<Arc<str>>) {
+        let (mut count, mut users) = match self.hub.existing(app) {
+            Some(h) => (
+                h.channel_counts(channel)
+                    .map_or(0, |c| c.subscription_count),
+                h.local_members(channel)
+                    .into_iter()
+                    .map(|(u, _)| u)
+                    .collect(),
+            ),
+            None => (0, HashSet::new()),
+        };
+        let peers = self.peers.lock().expect("lock");
+        for p in peers.map.values() {
+            if let Some(c) = p.state.apps.get(app).and_then(|a| a.channels.get(channel)) {
+                count += c.count;
+                users.extend(c.members.keys().cloned());
+            }
+        }
+        (count, users)
+    }
+
+    /// Updates the channel's webhook record from the cluster view; the leader sends the
+    /// differences (see `leader`).
+    pub(super) fn reconcile(&self, app: &str, channel: &str, removals: bool) {
+        let Some(webhooks) = self.webhooks.get() else {
+            return;
+        };
+        let (count, users) = self.channel_view(app, channel);
+        let presence = crate::channel::ChannelType::of(channel).is_presence();
+        let removals = removals || self.vacate_delay.is_zero();
+        let outcome = self
+            .record
+            .lock()
+            .expect("lock")
+            .reconcile(app, channel, presence, count, &users, removals);
+        if outcome.recheck {
+            let cmds = self.cmds.clone();
+            let (app, channel, delay) = (app.to_string(), channel.to_string(), self.vacate_delay);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = cmds.send(Cmd::Reconcile { app, channel });
+            });
+        }
+        if outcome.events.is_empty() {
+            return;
+        }
+        if !self.settled() {
+            let mut deferred = self.deferred.lock().expect("lock");
+            deferred.extend(
+                outcome
+                    .events
+                    .into_iter()
+                    .map(|e| (app.to_string(), channel.to_string(), e)),
+            );
+        } else if self.is_leader() {
+            for e in outcome.events {
+                webhooks.cluster_event(app, channel, e);
+            }
+        }
+    }
+
+    pub(super) fn reconcile_all(&self, touched: Vec<(String, String)>) {
+        let unique: HashSet<(String, String)> = touched.into_iter().collect();
+        for (app, channel) in unique {
+            self.reconcile(&app, &channel, false);
+        }
     }
 }
 

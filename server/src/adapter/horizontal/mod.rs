@@ -13,9 +13,11 @@
 //!   backend, marks the adapter degraded; when it comes back the node re-announces its state.
 //!   While degraded, peers are not expired (we cannot tell who died), answers say incomplete.
 
+mod api;
 pub mod envelope;
 mod leader;
 mod peers;
+mod tasks;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -23,17 +25,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use sockudo_config::AdapterConfig;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::adapter::{Adapter, AdapterError, BackendHealth, Completion};
+use crate::adapter::AdapterError;
 use crate::connection::handle::Frame;
-use crate::hub::{ChannelCounts, HubEvent, LocalHub};
+use crate::hub::{HubEvent, LocalHub};
 use crate::metrics::Metrics;
 use crate::protocol::ErrorCode;
-use crate::socket_id::SocketId;
 use crate::webhooks::Webhooks;
 use envelope::{AppState, Change, ChannelState, Envelope, NodeRef, NodeState, Request};
 use peers::{Peers, Seen};
@@ -172,8 +172,8 @@ impl HorizontalAdapter {
             buffer: Mutex::default(),
             vacate_delay,
         });
-        tokio::spawn(publisher(core.clone(), hub_events, cmd_rx));
-        tokio::spawn(receiver(core.clone(), incoming));
+        tokio::spawn(tasks::publisher(core.clone(), hub_events, cmd_rx));
+        tokio::spawn(tasks::receiver(core.clone(), incoming));
         HorizontalAdapter { core }
     }
 
@@ -349,106 +349,6 @@ impl Core {
         }
         drop(peers);
         self.reconcile_all(touched);
-    }
-
-    /// Connected for two heartbeats: long enough to have heard of older peers. Before that,
-    /// at a cold start, every node knows no one and would think it leads.
-    fn settled(&self) -> bool {
-        let settle = Duration::from_millis(self.config.heartbeat_interval_ms * 2);
-        let up_since = *self.up_since.lock().expect("lock");
-        up_since.is_some_and(|t| t.elapsed() >= settle)
-    }
-
-    /// Sends the events deferred while settling, if this node turned out to lead.
-    fn flush_deferred(&self) {
-        if !self.settled() {
-            return;
-        }
-        let deferred = std::mem::take(&mut *self.deferred.lock().expect("lock"));
-        if deferred.is_empty() || !self.is_leader() {
-            return;
-        }
-        if let Some(webhooks) = self.webhooks.get() {
-            for (app, channel, e) in deferred {
-                webhooks.cluster_event(&app, &channel, e);
-            }
-        }
-    }
-
-    fn is_leader(&self) -> bool {
-        // The webhook leader: the live node with the oldest boot.
-        let peers = self.peers.lock().expect("lock");
-        peers.map.values().all(|p| p.boot > self.me.boot)
-    }
-
-    /// A channel's subscription count and presence users over all nodes.
-    fn channel_view(&self, app: &str, channel: &str) -> (usize, HashSet<Arc<str>>) {
-        let (mut count, mut users) = match self.hub.existing(app) {
-            Some(h) => (
-                h.channel_counts(channel)
-                    .map_or(0, |c| c.subscription_count),
-                h.local_members(channel)
-                    .into_iter()
-                    .map(|(u, _)| u)
-                    .collect(),
-            ),
-            None => (0, HashSet::new()),
-        };
-        let peers = self.peers.lock().expect("lock");
-        for p in peers.map.values() {
-            if let Some(c) = p.state.apps.get(app).and_then(|a| a.channels.get(channel)) {
-                count += c.count;
-                users.extend(c.members.keys().cloned());
-            }
-        }
-        (count, users)
-    }
-
-    /// Updates the channel's webhook record from the cluster view; the leader sends the
-    /// differences (see `leader`).
-    fn reconcile(&self, app: &str, channel: &str, removals: bool) {
-        let Some(webhooks) = self.webhooks.get() else {
-            return;
-        };
-        let (count, users) = self.channel_view(app, channel);
-        let presence = crate::channel::ChannelType::of(channel).is_presence();
-        let removals = removals || self.vacate_delay.is_zero();
-        let outcome = self
-            .record
-            .lock()
-            .expect("lock")
-            .reconcile(app, channel, presence, count, &users, removals);
-        if outcome.recheck {
-            let cmds = self.cmds.clone();
-            let (app, channel, delay) = (app.to_string(), channel.to_string(), self.vacate_delay);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = cmds.send(Cmd::Reconcile { app, channel });
-            });
-        }
-        if outcome.events.is_empty() {
-            return;
-        }
-        if !self.settled() {
-            let mut deferred = self.deferred.lock().expect("lock");
-            deferred.extend(
-                outcome
-                    .events
-                    .into_iter()
-                    .map(|e| (app.to_string(), channel.to_string(), e)),
-            );
-        } else if self.is_leader() {
-            for e in outcome.events {
-                webhooks.cluster_event(app, channel, e);
-            }
-        }
-    }
-
-    fn reconcile_all(&self, touched: Vec<(String, String)>) {
-        let unique: HashSet<(String, String)> = touched.into_iter().collect();
-        for (app, channel) in unique {
-            self.reconcile(&app, &channel, false);
-        }
     }
 
     fn ask_sync(&self, peers: &mut Peers, name: &Arc<str>) {
@@ -744,347 +644,5 @@ impl Core {
         }
         out.retain(|_, (count, _)| *count > 0);
         out
-    }
-}
-
-/// Sends this node's changes, heartbeats and snapshots, in one order (the delta numbers).
-async fn publisher(
-    core: Arc<Core>,
-    mut hub_events: mpsc::UnboundedReceiver<HubEvent>,
-    mut cmds: mpsc::UnboundedReceiver<Cmd>,
-) {
-    let mut seq: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(core.config.heartbeat_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let _ = core.cmds.send(Cmd::Hello);
-    loop {
-        tokio::select! {
-            Some(ev) = hub_events.recv() => {
-                let mut changes = vec![core.change_of(ev)];
-                while changes.len() < 512 {
-                    match hub_events.try_recv() {
-                        Ok(ev) => changes.push(core.change_of(ev)),
-                        Err(_) => break,
-                    }
-                }
-                core.reconcile_all(changes.iter().filter_map(Change::channel_key).collect());
-                seq += 1;
-                // While degraded the changes are not sent: peers notice the gap in `seq` and
-                // we announce the full state when the backend is back.
-                if core.healthy.load(Ordering::Acquire) {
-                    let env = Envelope::Delta { from: core.me.clone(), seq, changes };
-                    let _ = core.publish(&Topic::Control, &env).await;
-                }
-            }
-            Some(cmd) = cmds.recv() => match cmd {
-                Cmd::Hello => {
-                    let env = Envelope::Hello { from: core.me.clone(), seq, state: core.snapshot() };
-                    let _ = core.publish(&Topic::Control, &env).await;
-                }
-                Cmd::SendState { to } => {
-                    let env = Envelope::State { from: core.me.clone(), to, seq, state: core.snapshot() };
-                    let _ = core.publish(&Topic::Control, &env).await;
-                }
-                Cmd::Publish(env) => {
-                    let _ = core.publish(&Topic::Control, &env).await;
-                }
-                Cmd::Reply { to, env } => {
-                    let _ = core.publish(&Topic::Node(inbox_of(&to)), &env).await;
-                }
-                Cmd::Reconcile { app, channel } => core.reconcile(&app, &channel, true),
-                Cmd::Bye(done) => {
-                    let env = Envelope::Bye { from: core.me.clone() };
-                    if core.publish(&Topic::Control, &env).await.is_ok() {
-                        tracing::info!(node = %core.me.name, "announced departure");
-                    }
-                    let _ = done.send(());
-                    return;
-                }
-            },
-            _ = tick.tick() => {
-                let env = Envelope::Heartbeat { from: core.me.clone(), seq };
-                let _ = core.publish(&Topic::Control, &env).await;
-                core.check();
-                core.flush_deferred();
-                core.flush_buffer().await;
-            }
-        }
-    }
-}
-
-async fn receiver(core: Arc<Core>, mut incoming: mpsc::Receiver<Bytes>) {
-    while let Some(bytes) = incoming.recv().await {
-        core.on_message(&bytes);
-    }
-}
-
-#[async_trait]
-impl Adapter for HorizontalAdapter {
-    fn driver(&self) -> &'static str {
-        self.core.driver()
-    }
-
-    fn hub(&self) -> &Arc<LocalHub> {
-        &self.core.hub
-    }
-
-    async fn broadcast(
-        &self,
-        app_id: &str,
-        channel: &str,
-        frame: &Frame,
-        except: Option<SocketId>,
-    ) -> Result<usize, AdapterError> {
-        let core = &self.core;
-        let env = Envelope::Event {
-            from: core.me.clone(),
-            app: app_id.to_string(),
-            channel: Some(channel.to_string()),
-            user: None,
-            except: except.map(|s| s.to_string()),
-            frame: frame.as_str().to_string(),
-        };
-        let bucket = transport::bucket_of(app_id, channel, core.transport.buckets());
-        core.publish_event(Topic::Events(bucket), env).await?;
-        Ok(core
-            .hub
-            .existing(app_id)
-            .map_or(0, |h| h.broadcast(channel, frame, except)))
-    }
-
-    async fn send_to_user(
-        &self,
-        app_id: &str,
-        user_id: &str,
-        frame: &Frame,
-    ) -> Result<usize, AdapterError> {
-        let core = &self.core;
-        let env = Envelope::Event {
-            from: core.me.clone(),
-            app: app_id.to_string(),
-            channel: None,
-            user: Some(user_id.to_string()),
-            except: None,
-            frame: frame.as_str().to_string(),
-        };
-        let bucket = transport::bucket_of(app_id, user_id, core.transport.buckets());
-        core.publish_event(Topic::Events(bucket), env).await?;
-        Ok(core
-            .hub
-            .existing(app_id)
-            .map_or(0, |h| h.send_to_user(user_id, frame)))
-    }
-
-    async fn channels(&self, app_id: &str) -> Result<Vec<(String, ChannelCounts)>, AdapterError> {
-        Ok(self
-            .core
-            .cluster_channels(app_id)
-            .into_iter()
-            .map(|(name, (count, users))| {
-                (
-                    name,
-                    ChannelCounts {
-                        subscription_count: count,
-                        user_count: users.map(|u| u.len()),
-                    },
-                )
-            })
-            .collect())
-    }
-
-    async fn channel_counts(
-        &self,
-        app_id: &str,
-        channel: &str,
-    ) -> Result<Option<ChannelCounts>, AdapterError> {
-        let mut count = self
-            .core
-            .hub
-            .existing(app_id)
-            .and_then(|h| h.channel_counts(channel))
-            .map_or(0, |c| c.subscription_count);
-        let users = self.presence_user_ids(app_id, channel).await?;
-        {
-            let peers = self.core.peers.lock().expect("lock");
-            for p in peers.map.values() {
-                count += p
-                    .state
-                    .apps
-                    .get(app_id)
-                    .and_then(|a| a.channels.get(channel))
-                    .map_or(0, |c| c.count);
-            }
-        }
-        Ok((count > 0).then(|| ChannelCounts {
-            subscription_count: count,
-            user_count: crate::channel::ChannelType::of(channel)
-                .is_presence()
-                .then_some(users.len()),
-        }))
-    }
-
-    async fn presence_user_ids(
-        &self,
-        app_id: &str,
-        channel: &str,
-    ) -> Result<Vec<String>, AdapterError> {
-        let mut users: HashSet<Arc<str>> = self
-            .core
-            .hub
-            .existing(app_id)
-            .map(|h| {
-                h.local_members(channel)
-                    .into_iter()
-                    .map(|(u, _)| u)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let peers = self.core.peers.lock().expect("lock");
-        for p in peers.map.values() {
-            if let Some(c) = p
-                .state
-                .apps
-                .get(app_id)
-                .and_then(|a| a.channels.get(channel))
-            {
-                users.extend(c.members.keys().cloned());
-            }
-        }
-        Ok(users.into_iter().map(|u| u.to_string()).collect())
-    }
-
-    async fn has_presence_user(
-        &self,
-        app_id: &str,
-        channel: &str,
-        user_id: &str,
-    ) -> Result<bool, AdapterError> {
-        Ok(self
-            .presence_user_ids(app_id, channel)
-            .await?
-            .iter()
-            .any(|u| u == user_id))
-    }
-
-    async fn connection_count(&self, app_id: &str) -> Result<u64, AdapterError> {
-        let local = self
-            .core
-            .hub
-            .existing(app_id)
-            .map_or(0, |h| h.connection_count());
-        Ok(local + self.remote_connections(app_id))
-    }
-
-    async fn terminate_user_connections(
-        &self,
-        app_id: &str,
-        user_id: &str,
-    ) -> Result<Completion, AdapterError> {
-        let core = &self.core;
-        let started = Instant::now();
-        let id = core.next_id.fetch_add(1, Ordering::Relaxed);
-        let waiting: HashSet<Arc<str>> = core
-            .peers
-            .lock()
-            .expect("lock")
-            .map
-            .keys()
-            .cloned()
-            .collect();
-        let (done_tx, done_rx) = oneshot::channel();
-        let expected = waiting.len();
-        core.pending.lock().expect("lock").insert(
-            id,
-            Pending {
-                waiting,
-                count: 0,
-                done: Some(done_tx),
-            },
-        );
-        let env = Envelope::Request {
-            from: core.me.clone(),
-            id,
-            request: Request::TerminateUser {
-                app: app_id.to_string(),
-                user: user_id.to_string(),
-            },
-        };
-        let published = core.publish(&Topic::Control, &env).await;
-        let local = core.terminate_local(app_id, user_id);
-        let answered = if published.is_ok() && expected > 0 {
-            tokio::time::timeout(core.timeout(), done_rx).await.is_ok()
-        } else {
-            expected == 0
-        };
-        let pending = core.pending.lock().expect("lock").remove(&id);
-        let remote = pending.as_ref().map_or(0, |p| p.count);
-        core.metrics
-            .adapter_request_seconds
-            .with_label_values(&[core.driver()])
-            .observe(started.elapsed().as_secs_f64());
-        let complete = answered && published.is_ok();
-        if !complete {
-            core.metrics
-                .adapter_timeouts
-                .with_label_values(&[core.driver()])
-                .inc();
-            tracing::warn!(
-                app_id,
-                user_id,
-                expected,
-                missing = pending.map_or(0, |p| p.waiting.len()),
-                "terminate_connections: some nodes did not answer in time"
-            );
-        }
-        Ok(Completion {
-            count: local + remote,
-            complete,
-        })
-    }
-
-    fn health(&self) -> BackendHealth {
-        if self.core.healthy.load(Ordering::Acquire) {
-            BackendHealth::Ok
-        } else {
-            let e = self.core.last_error.lock().expect("lock").clone();
-            BackendHealth::Degraded(e.unwrap_or_else(|| "backend unreachable".into()))
-        }
-    }
-
-    fn answers_complete(&self) -> bool {
-        self.core.healthy.load(Ordering::Acquire)
-            && self
-                .core
-                .peers
-                .lock()
-                .expect("lock")
-                .map
-                .values()
-                .all(|p| p.synced)
-    }
-
-    fn cluster_webhooks(&self) -> bool {
-        true
-    }
-
-    fn attach_webhooks(&self, webhooks: Webhooks) {
-        let _ = self.core.webhooks.set(webhooks);
-    }
-
-    fn remote_connections(&self, app_id: &str) -> u64 {
-        let peers = self.core.peers.lock().expect("lock");
-        peers
-            .map
-            .values()
-            .filter_map(|p| p.state.apps.get(app_id))
-            .map(|a| a.connections)
-            .sum()
-    }
-
-    async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.core.cmds.send(Cmd::Bye(tx)).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        }
     }
 }
