@@ -55,10 +55,7 @@ fn init_logging(config: &ServerConfig) {
 fn check_config(file: &std::path::Path) -> ExitCode {
     let result = sockudo_config::load(Some(file), env)
         .map_err(|e| e.to_string())
-        .and_then(|c| {
-            sockudo_server::server::check_drivers(&c).map_err(|e| e.to_string())?;
-            sockudo_server::apps::resolve_apps(&c.apps).map_err(|e| e.to_string())
-        });
+        .and_then(|c| sockudo_server::apps::resolve_apps(&c.apps).map_err(|e| e.to_string()));
     match result {
         Ok(apps) => {
             println!("{}: OK ({} apps)", file.display(), apps.len());

@@ -2,8 +2,8 @@
 //! labels; a publish adds its delivery count once, never per socket.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -24,6 +24,12 @@ pub struct Metrics {
     pub rate_limit_decisions: IntCounterVec,
     pub rate_limiter_backend_failures: IntCounterVec,
     pub delta: crate::delta::DeltaMetrics,
+    /// Horizontal adapter: messages by driver and direction (published / received).
+    pub adapter_messages: IntCounterVec,
+    /// Horizontal adapter: cluster-wide request round trips.
+    pub adapter_request_seconds: HistogramVec,
+    pub adapter_timeouts: IntCounterVec,
+    pub adapter_reconnects: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -71,7 +77,39 @@ impl Metrics {
         r.register(Box::new(backend_up.clone())).expect("register");
         let delta = crate::delta::DeltaMetrics::default();
         delta.register(r);
+        let adapter_request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "adapter_request_seconds",
+                "Round trip of a cluster-wide adapter request",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["driver"],
+        )
+        .expect("metric");
+        r.register(Box::new(adapter_request_seconds.clone()))
+            .expect("register");
         Metrics {
+            adapter_messages: counter_vec(
+                r,
+                "adapter_messages_total",
+                "Adapter backend messages",
+                &["driver", "direction"],
+            ),
+            adapter_request_seconds,
+            adapter_timeouts: counter_vec(
+                r,
+                "adapter_request_timeouts_total",
+                "Adapter requests that some peer did not answer in time",
+                &["driver"],
+            ),
+            adapter_reconnects: counter_vec(
+                r,
+                "adapter_reconnects_total",
+                "Adapter backend recoveries after an outage",
+                &["driver"],
+            ),
             connections: gauge(r, "connections", "Open WebSocket connections"),
             connections_total: counter(r, "connections_total", "WebSocket connections accepted"),
             messages_received: counter(r, "ws_messages_received_total", "Frames received"),

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use sockudo_config::{AdapterDriver, ConfigError, ServerConfig};
+use sockudo_config::{ConfigError, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::adapter::Adapter;
-use crate::adapter::local::LocalAdapter;
+use crate::adapter::AdapterError;
 use crate::apps::{App, AppRegistry, AppReloader, resolve_apps};
 use crate::delta::DeltaService;
-use crate::hub::LocalHub;
 use crate::metrics::Metrics;
 use crate::shutdown::Lifecycle;
 use crate::state::ServerState;
@@ -25,11 +23,8 @@ use crate::webhooks::Webhooks;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{key} = {value} is not built into this server yet")]
-    NotBuilt {
-        key: &'static str,
-        value: &'static str,
-    },
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
     #[error(transparent)]
     Driver(#[from] crate::drivers::DriverError),
     #[error("cannot listen on {addr}: {source}")]
@@ -37,17 +32,6 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-}
-
-/// Refuses drivers that later issues build, naming the key.
-pub fn check_drivers(config: &ServerConfig) -> Result<(), StartError> {
-    if config.adapter.driver != AdapterDriver::Local {
-        return Err(StartError::NotBuilt {
-            key: "adapter.driver",
-            value: config.adapter.driver.as_str(),
-        });
-    }
-    Ok(())
 }
 
 /// A running node.
@@ -68,6 +52,7 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.state.adapter.shutdown().await;
     }
 
     /// Waits until the listeners stop (after a drain).
@@ -75,6 +60,8 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Sockets are closed by now: tell peers this node left.
+        self.state.adapter.shutdown().await;
     }
 }
 
@@ -90,7 +77,6 @@ pub async fn start(
     config: ServerConfig,
     config_path: Option<PathBuf>,
 ) -> Result<RunningServer, StartError> {
-    check_drivers(&config)?;
     let mut apps = resolve_apps(&config.apps)?;
     let generated_app = if apps.is_empty() {
         let app = App::generated();
@@ -101,9 +87,8 @@ pub async fn start(
     };
     let registry = Arc::new(AppRegistry::new(apps));
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-    let hub = Arc::new(LocalHub::with_delta_metrics(metrics.delta.clone()));
     let delta = Arc::new(DeltaService::from_config(&config, metrics.delta.clone())?);
-    let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter::new(hub));
+    let adapter = crate::adapter::build(&config, metrics.clone()).await?;
     let cache = crate::drivers::cache(&config, &metrics).await?;
     let limiter = crate::drivers::rate_limiter(&config, &metrics).await?;
     let webhooks = Webhooks::start(
@@ -112,6 +97,8 @@ pub async fn start(
         adapter.clone(),
         metrics.clone(),
     );
+    // A horizontal adapter's webhook leader emits channel and member events cluster-wide.
+    adapter.attach_webhooks(webhooks.clone());
     let lifecycle = Arc::new(Lifecycle::default());
 
     let listener = bind(&config.host, config.port).await?;

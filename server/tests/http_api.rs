@@ -381,27 +381,6 @@ async fn websocket_connect_rate_limit() {
 }
 
 #[tokio::test]
-async fn unbuilt_drivers_are_refused_at_startup() {
-    for (json, key) in [
-        (
-            r#"{"adapter":{"driver":"redis"},"database":{"redis":{"host":"127.0.0.1"}}}"#,
-            "adapter.driver = redis",
-        ),
-        (r#"{"adapter":{"driver":"nats"}}"#, "adapter.driver = nats"),
-    ] {
-        let mut cfg = sockudo_config::parse_str(json, sockudo_config::Format::Json).unwrap();
-        cfg.port = 0;
-        cfg.metrics.enabled = false;
-        let err = sockudo_server::start(cfg, None)
-            .await
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(err.contains(key) && err.contains("not built"), "{err}");
-    }
-}
-
-#[tokio::test]
 async fn no_config_generates_a_numeric_app() {
     let mut cfg = sockudo_config::ServerConfig {
         host: "127.0.0.1".into(),

@@ -213,17 +213,23 @@ fn cli_check_config_and_schema() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("drvier") && err.contains("line 2"), "{err}");
-    let unbuilt = dir.join("nats.json");
-    std::fs::write(&unbuilt, r#"{"adapter":{"driver":"nats"}}"#).unwrap();
+    // A rule across keys: coordination needs a cluster adapter; the error names both keys.
+    let invalid = dir.join("coordination.json");
+    std::fs::write(
+        &invalid,
+        r#"{"delta_compression":{"cluster_coordination":true}}"#,
+    )
+    .unwrap();
     let out = std::process::Command::new(bin)
         .args(["check-config"])
-        .arg(&unbuilt)
+        .arg(&invalid)
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("adapter.driver = nats is not built into this server yet")
+        err.contains("delta_compression.cluster_coordination") && err.contains("adapter.driver"),
+        "{err}"
     );
     let out = std::process::Command::new(bin)
         .arg("config-schema")

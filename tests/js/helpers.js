@@ -39,8 +39,9 @@ async function waitReady(port, proc, output) {
   throw new Error(`sockudo did not become ready:\n${output.join('')}`);
 }
 
-/** Starts a server; `appOverrides` are merged into the app's config. */
-async function startServer(appOverrides = {}) {
+/** Starts a server; `appOverrides` are merged into the app's config, `serverOverrides` into the
+ *  top level (e.g. `adapter`, `database`, `node_id` for a multi-node test). */
+async function startServer(appOverrides = {}, serverOverrides = {}) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`server binary not found at ${BIN}: run \`cargo build -p sockudo-server\` first (or set SOCKUDO_BIN)`);
   }
@@ -53,6 +54,7 @@ async function startServer(appOverrides = {}) {
     shutdown_grace_period: 0,
     metrics: { host: '127.0.0.1', port: metricsPort },
     rate_limiter: { enabled: false },
+    ...serverOverrides,
     apps: [{
       id: APP.id, key: APP.key, secret: APP.secret,
       ...appOverrides,
@@ -98,6 +100,7 @@ async function startServer(appOverrides = {}) {
       clients.push(c);
       return c;
     },
+    /** SIGTERM and wait, leaving the other nodes of a fleet running. */
     async stop() {
       clients.forEach((c) => c.disconnect());
       proc.kill('SIGTERM');

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::adapter::{Adapter, AdapterError, BackendHealth};
+use crate::adapter::{Adapter, AdapterError, BackendHealth, Completion};
 use crate::connection::handle::Frame;
 use crate::delta::DeltaDecision;
 use crate::hub::{ChannelCounts, LocalHub};
@@ -31,7 +31,7 @@ impl Adapter for LocalAdapter {
         &self.hub
     }
 
-    fn broadcast(
+    async fn broadcast(
         &self,
         app_id: &str,
         channel: &str,
@@ -45,7 +45,7 @@ impl Adapter for LocalAdapter {
             .map_or(0, |h| h.broadcast(channel, frame, except, delta)))
     }
 
-    fn send_to_user(
+    async fn send_to_user(
         &self,
         app_id: &str,
         user_id: &str,
@@ -111,7 +111,7 @@ impl Adapter for LocalAdapter {
         &self,
         app_id: &str,
         user_id: &str,
-    ) -> Result<usize, AdapterError> {
+    ) -> Result<Completion, AdapterError> {
         let conns = self
             .hub
             .existing(app_id)
@@ -120,7 +120,10 @@ impl Adapter for LocalAdapter {
         for c in &conns {
             c.close(ErrorCode::Unauthorized);
         }
-        Ok(conns.len())
+        Ok(Completion {
+            count: conns.len(),
+            complete: true,
+        })
     }
 
     fn health(&self) -> BackendHealth {

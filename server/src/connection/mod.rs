@@ -140,10 +140,12 @@ async fn admit(
         refuse(socket, ErrorCode::OverCapacity, "server is over capacity").await;
         return None;
     }
+    // The quota is cluster-wide: other nodes' connections (replicated) count against it.
+    let remote = state.adapter.remote_connections(&app.id);
     if !state
         .hub()
         .app(&app.id)
-        .try_add_connection(app.limits.max_connections)
+        .try_add_connection(app.limits.max_connections.saturating_sub(remote))
     {
         state.hub().remove_connection();
         refuse(

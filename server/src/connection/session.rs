@@ -231,7 +231,7 @@ impl Session {
                 event,
                 channel,
                 data,
-            } => self.client_event(&event, &channel, data),
+            } => self.client_event(&event, &channel, data).await,
         }
         Flow::Continue
     }
@@ -521,7 +521,7 @@ impl Session {
         Flow::Continue
     }
 
-    fn client_event(&mut self, event: &str, channel: &str, data: &RawValue) {
+    async fn client_event(&mut self, event: &str, channel: &str, data: &RawValue) {
         self.refresh_app();
         let limits = &self.app.limits;
         if !self.app.features.enable_client_messages {
@@ -567,13 +567,18 @@ impl Session {
             EventData::Raw(data),
             user_id.as_deref(),
         ));
-        match self.state.adapter.broadcast(
-            &self.app.id,
-            channel,
-            &frame,
-            Some(self.handle.socket_id),
-            None,
-        ) {
+        match self
+            .state
+            .adapter
+            .broadcast(
+                &self.app.id,
+                channel,
+                &frame,
+                Some(self.handle.socket_id),
+                None,
+            )
+            .await
+        {
             Ok(n) => self.state.metrics.delivered(n, frame.len()),
             Err(e) => tracing::warn!(error = %e, %channel, "client event not relayed"),
         }

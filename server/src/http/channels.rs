@@ -18,11 +18,14 @@ use crate::hub::ChannelCounts;
 use crate::state::ServerState;
 
 fn service(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "service_unavailable",
-        e.to_string(),
-    )
+    ApiError::unavailable(e.to_string(), 1)
+}
+
+/// Marks an answer that misses some peer's state (see `Adapter::answers_complete`).
+fn mark_incomplete(state: &ServerState, out: &mut Map<String, Value>) {
+    if !state.adapter.answers_complete() {
+        out.insert("incomplete".into(), json!(true));
+    }
 }
 
 fn attributes(params: &std::collections::HashMap<String, String>) -> Vec<String> {
@@ -121,7 +124,10 @@ pub async fn list(
             }
             out.insert(name, Value::Object(a));
         }
-        Ok(Json(json!({ "channels": out })).into_response())
+        let mut body = Map::new();
+        body.insert("channels".into(), Value::Object(out));
+        mark_incomplete(&state, &mut body);
+        Ok(Json(Value::Object(body)).into_response())
     }
     .await;
     record(&state, "channels", result)
@@ -169,6 +175,7 @@ pub async fn one(
                 );
             }
         }
+        mark_incomplete(&state, &mut out);
         Ok(Json(Value::Object(out)).into_response())
     }
     .await;
@@ -196,7 +203,10 @@ pub async fn users(
             .await
             .map_err(service)?;
         let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
-        Ok(Json(json!({ "users": users })).into_response())
+        let mut body = Map::new();
+        body.insert("users".into(), Value::Array(users));
+        mark_incomplete(&state, &mut body);
+        Ok(Json(Value::Object(body)).into_response())
     }
     .await;
     record(&state, "users", result)
@@ -217,8 +227,13 @@ pub async fn terminate(
             .terminate_user_connections(&authed.app.id, &user_id)
             .await
             .map_err(service)?;
-        tracing::info!(app_id = %authed.app.id, %user_id, connections = n, "terminated user connections");
-        Ok(Json(json!({})).into_response())
+        tracing::info!(app_id = %authed.app.id, %user_id, connections = n.count, complete = n.complete, "terminated user connections");
+        Ok(Json(if n.complete {
+            json!({})
+        } else {
+            json!({ "incomplete": true })
+        })
+        .into_response())
     }
     .await;
     record(&state, "terminate_connections", result)

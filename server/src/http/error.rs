@@ -41,6 +41,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 503 with `Retry-After`: a backend is unreachable and nothing was done.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
     pub fn rate_limited(d: Decision) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -211,7 +211,7 @@ async fn publish(
             None,
         ));
         let sent = if let Some(user) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
-            state.adapter.send_to_user(&app.id, user, &frame)
+            state.adapter.send_to_user(&app.id, user, &frame).await
         } else {
             // Taken once here, at the publishing node; the adapter carries it to every node.
             let decision = state
@@ -228,14 +228,10 @@ async fn publish(
             state
                 .adapter
                 .broadcast(&app.id, channel, &frame, except, decision.as_ref())
+                .await
         }
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                e.to_string(),
-            )
-        })?;
+        // Nothing was delivered anywhere: the client may retry without duplicates.
+        .map_err(|e| ApiError::unavailable(e.to_string(), 1))?;
         state.metrics.delivered(sent, frame.len());
         if ChannelType::of(channel).cache {
             let ttl = Duration::from_secs(state.config.cache.cache_channel_ttl_seconds);
@@ -261,6 +257,7 @@ async fn publish(
     };
     let wants = |attr: &str| info.split(',').any(|a| a.trim() == attr);
     let mut out = Map::new();
+    let complete = state.adapter.answers_complete();
     for channel in channels_of(event) {
         let counts = state
             .adapter
@@ -285,6 +282,9 @@ async fn publish(
                 "user_count".into(),
                 json!(counts.and_then(|c| c.user_count).unwrap_or(0)),
             );
+        }
+        if !complete {
+            attrs.insert("incomplete".into(), json!(true));
         }
         out.insert(channel.to_string(), Value::Object(attrs));
     }

@@ -4,20 +4,63 @@
 //! Frames that must stay ordered with membership changes (`subscription_succeeded`,
 //! `member_added`/`member_removed`, `subscription_count`) are queued while the channel lock is
 //! held, so no subscriber sees an event before its own `subscription_succeeded`.
+//!
+//! With a horizontal adapter the hub also holds the presence members of other nodes
+//! (`remote_member`), so `member_added` / `member_removed` fire when a user appears or disappears
+//! in the union of all nodes, and reports this node's own changes as [`HubEvent`]s for the
+//! adapter to replicate. Lock order: `channels` before `remote`.
 
 pub mod presence;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::value::RawValue;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::connection::handle::{ConnHandle, Frame};
 use crate::delta::{DeltaDecision, DeltaMetrics, FanOut};
 use crate::protocol::server as frames;
 use crate::socket_id::SocketId;
-use presence::{Join, Presence};
+use presence::{Join, Presence, RemoteMember, RemoteMembers};
+
+/// A change of this node's own state, sent (in order, under the hub's locks) to a horizontal
+/// adapter that replicates it to the other nodes.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// A channel's local subscription count is now `count` (0: no local subscriber).
+    ChannelCount {
+        app: Arc<str>,
+        channel: Arc<str>,
+        count: usize,
+    },
+    /// The user's first local socket joined a presence channel; `union`: the user was absent
+    /// from every node before.
+    MemberJoined {
+        app: Arc<str>,
+        channel: Arc<str>,
+        user: Arc<str>,
+        info: Arc<str>,
+        union: bool,
+    },
+    /// The user's last local socket left; `union`: no node has the user any more.
+    MemberLeft {
+        app: Arc<str>,
+        channel: Arc<str>,
+        user: Arc<str>,
+        union: bool,
+    },
+    /// The app's local connection count changed.
+    Connections { app: Arc<str> },
+}
+
+/// One local channel in a state snapshot: its count and presence members (id, info JSON).
+pub struct LocalChannel {
+    pub name: Arc<str>,
+    pub subscription_count: usize,
+    pub members: Vec<(Arc<str>, Arc<str>)>,
+}
 
 /// All apps' hubs on this node.
 #[derive(Default)]
@@ -25,15 +68,28 @@ pub struct LocalHub {
     apps: RwLock<HashMap<Arc<str>, Arc<AppHub>>>,
     connections: AtomicU64,
     delta_metrics: DeltaMetrics,
+    observer: Option<UnboundedSender<HubEvent>>,
 }
 
 impl LocalHub {
-    /// A hub whose delta fan-out counts into these (registered) metrics.
-    pub fn with_delta_metrics(delta_metrics: DeltaMetrics) -> Self {
+    /// A hub whose delta fan-out counts into these (registered) metrics, reporting its changes
+    /// to `observer` when a horizontal adapter replicates them.
+    pub fn new(delta_metrics: DeltaMetrics, observer: Option<UnboundedSender<HubEvent>>) -> Self {
         LocalHub {
             delta_metrics,
+            observer,
             ..LocalHub::default()
         }
+    }
+
+    /// Apps with state on this node.
+    pub fn app_ids(&self) -> Vec<Arc<str>> {
+        self.apps
+            .read()
+            .expect("hub lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The app's hub, created on first use.
@@ -42,9 +98,12 @@ impl LocalHub {
             return h;
         }
         let mut apps = self.apps.write().expect("hub lock");
-        apps.entry(Arc::from(app_id))
+        let id: Arc<str> = Arc::from(app_id);
+        apps.entry(id.clone())
             .or_insert_with(|| {
                 Arc::new(AppHub {
+                    app_id: id,
+                    observer: self.observer.clone(),
                     delta_metrics: self.delta_metrics.clone(),
                     ..AppHub::default()
                 })
@@ -136,10 +195,14 @@ struct Users {
 /// One app's channels, members and users on this node.
 #[derive(Default)]
 pub struct AppHub {
+    app_id: Arc<str>,
     channels: RwLock<HashMap<Arc<str>, ChannelState>>,
+    /// Presence members on other nodes, per channel (horizontal adapters only).
+    remote: Mutex<HashMap<Arc<str>, RemoteMembers>>,
     users: RwLock<Users>,
     connections: AtomicU64,
     delta_metrics: DeltaMetrics,
+    observer: Option<UnboundedSender<HubEvent>>,
 }
 
 /// A presence subscription's member.
@@ -171,6 +234,9 @@ pub struct Unsubscribed {
     pub member_removed: Option<Arc<str>>,
 }
 
+/// A user's first local socket in a presence channel: (user id, user_info JSON).
+type Joined = (Arc<str>, Arc<str>);
+
 /// A presence channel has its maximum of members.
 #[derive(Debug, thiserror::Error)]
 #[error("presence channel is full ({max} members)")]
@@ -187,12 +253,24 @@ pub struct ChannelCounts {
 }
 
 impl AppHub {
+    fn emit(&self, event: impl FnOnce(Arc<str>) -> HubEvent) {
+        if let Some(tx) = &self.observer {
+            // The receiver lives as long as the adapter; a send after shutdown is moot.
+            let _ = tx.send(event(self.app_id.clone()));
+        }
+    }
+
     pub fn try_add_connection(&self, max: u64) -> bool {
-        try_increment(&self.connections, max)
+        let ok = try_increment(&self.connections, max);
+        if ok {
+            self.emit(|app| HubEvent::Connections { app });
+        }
+        ok
     }
 
     pub fn remove_connection(&self) {
         self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.emit(|app| HubEvent::Connections { app });
     }
 
     pub fn connection_count(&self) -> u64 {
@@ -209,15 +287,50 @@ impl AppHub {
         notify_count: bool,
     ) -> Result<Subscribed, PresenceFull> {
         let mut channels = self.channels.write().expect("hub lock");
+        let remote = self.remote.lock().expect("hub lock");
         let occupied = !channels.contains_key(channel);
-        let state = channels.entry(Arc::from(channel)).or_default();
-        let result = Self::join(state, channel, conn, member, notify_count);
+        let (name, state) = match channels.get_key_value(channel) {
+            Some((k, _)) => {
+                let k = k.clone();
+                (k.clone(), channels.get_mut(&k).expect("present"))
+            }
+            None => {
+                let k: Arc<str> = Arc::from(channel);
+                (k.clone(), channels.entry(k).or_default())
+            }
+        };
+        let result = Self::join(
+            state,
+            channel,
+            conn,
+            member,
+            notify_count,
+            remote.get(channel),
+        );
         if state.sockets.is_empty() {
             channels.remove(channel);
         }
-        result.map(|mut s| {
-            s.occupied = occupied && !s.duplicate;
-            s
+        let (subscribed, joined) = result?;
+        if !subscribed.duplicate {
+            let count = subscribed.subscription_count;
+            self.emit(|app| HubEvent::ChannelCount {
+                app,
+                channel: name.clone(),
+                count,
+            });
+            if let Some((user, info)) = joined {
+                self.emit(|app| HubEvent::MemberJoined {
+                    app,
+                    channel: name,
+                    user,
+                    info,
+                    union: subscribed.new_member,
+                });
+            }
+        }
+        Ok(Subscribed {
+            occupied: occupied && !subscribed.duplicate,
+            ..subscribed
         })
     }
 
@@ -227,33 +340,37 @@ impl AppHub {
         conn: &Arc<ConnHandle>,
         member: Option<PresenceMember>,
         notify_count: bool,
-    ) -> Result<Subscribed, PresenceFull> {
+        remote: Option<&RemoteMembers>,
+    ) -> Result<(Subscribed, Option<Joined>), PresenceFull> {
         let duplicate = state.sockets.contains_key(&conn.socket_id);
         let mut new_member = false;
+        let mut joined = None;
         let mut presence_data = None;
         if let Some(m) = member {
             let presence = state.presence.get_or_insert_with(Presence::default);
-            if !duplicate
-                && !presence.has_user(&m.user_id)
-                && presence.user_count() >= m.max_members
-            {
+            let present =
+                presence.has_user(&m.user_id) || remote.is_some_and(|r| r.contains_key(&m.user_id));
+            if !duplicate && !present && presence.union_count(remote) >= m.max_members {
                 return Err(PresenceFull { max: m.max_members });
             }
             let info = m.user_info;
-            let added_frame = if duplicate || presence.has_user(&m.user_id) {
+            let added_frame = if duplicate || present {
                 None
             } else {
                 Some(Frame::from(frames::member_added(
                     channel, &m.user_id, &info,
                 )))
             };
+            let info_text: Arc<str> = Arc::from(info.get());
+            let user = m.user_id.clone();
             if let Join::NewMember = presence.join(conn.socket_id, m.user_id, info) {
-                new_member = true;
+                joined = Some((user, info_text));
                 if let Some(f) = &added_frame {
+                    new_member = true;
                     state.broadcast(f, Some(conn.socket_id));
                 }
             }
-            presence_data = state.presence.as_ref().map(Presence::subscription_data);
+            presence_data = state.presence.as_ref().map(|p| p.subscription_data(remote));
         }
         state.sockets.insert(conn.socket_id, conn.clone());
         conn.send(&Frame::from(frames::subscription_succeeded(
@@ -267,12 +384,15 @@ impl AppHub {
                 None,
             );
         }
-        Ok(Subscribed {
-            subscription_count: count,
-            occupied: false,
-            new_member,
-            duplicate,
-        })
+        Ok((
+            Subscribed {
+                subscription_count: count,
+                occupied: false,
+                new_member,
+                duplicate,
+            },
+            joined,
+        ))
     }
 
     /// Removes a socket from a channel (None when it was not subscribed).
@@ -283,13 +403,35 @@ impl AppHub {
         notify_count: bool,
     ) -> Option<Unsubscribed> {
         let mut channels = self.channels.write().expect("hub lock");
-        let state = channels.get_mut(channel)?;
+        let remote = self.remote.lock().expect("hub lock");
+        let (name, _) = channels.get_key_value(channel)?;
+        let name = name.clone();
+        let state = channels.get_mut(&name)?;
         state.sockets.remove(&socket)?;
-        let member_removed = state.presence.as_mut().and_then(|p| p.leave(socket));
+        let left = state.presence.as_mut().and_then(|p| p.leave(socket));
+        let member_removed = left.clone().filter(|u| {
+            !remote
+                .get(channel)
+                .is_some_and(|r| r.contains_key(u.as_ref()))
+        });
         if let Some(user) = &member_removed {
             state.broadcast(&Frame::from(frames::member_removed(channel, user)), None);
         }
         let count = state.sockets.len();
+        self.emit(|app| HubEvent::ChannelCount {
+            app,
+            channel: name.clone(),
+            count,
+        });
+        if let Some(user) = left {
+            let union = member_removed.is_some();
+            self.emit(|app| HubEvent::MemberLeft {
+                app,
+                channel: name,
+                user,
+                union,
+            });
+        }
         if count == 0 {
             channels.remove(channel);
         } else if notify_count {
@@ -303,6 +445,101 @@ impl AppHub {
             vacated: count == 0,
             member_removed,
         })
+    }
+
+    /// Records that `node` has (`info` is Some) or no longer has `user` in a presence channel,
+    /// and tells this node's subscribers when the user appears in or disappears from the union
+    /// of all nodes. Returns `Some(true)` / `Some(false)` on such a transition.
+    pub fn remote_member(
+        &self,
+        channel: &str,
+        node: &Arc<str>,
+        user: &Arc<str>,
+        info: Option<Box<RawValue>>,
+    ) -> Option<bool> {
+        // A read lock excludes local joins and leaves (writers); `remote` serialises updates.
+        let channels = self.channels.read().expect("hub lock");
+        let mut remote = self.remote.lock().expect("hub lock");
+        let local = channels
+            .get(channel)
+            .and_then(|s| s.presence.as_ref())
+            .is_some_and(|p| p.has_user(user));
+        let before = local || remote.get(channel).is_some_and(|r| r.contains_key(user));
+        match info {
+            Some(info) => {
+                remote
+                    .entry(Arc::from(channel))
+                    .or_default()
+                    .entry(user.clone())
+                    .or_insert_with(|| RemoteMember {
+                        info,
+                        nodes: Default::default(),
+                    })
+                    .nodes
+                    .insert(node.clone());
+            }
+            None => {
+                if let Some(r) = remote.get_mut(channel) {
+                    if let Some(m) = r.get_mut(user) {
+                        m.nodes.remove(node);
+                        if m.nodes.is_empty() {
+                            r.remove(user);
+                        }
+                    }
+                    if r.is_empty() {
+                        remote.remove(channel);
+                    }
+                }
+            }
+        }
+        let remote_member = remote.get(channel).and_then(|r| r.get(user));
+        let after = local || remote_member.is_some();
+        if before == after {
+            return None;
+        }
+        if let Some(state) = channels.get(channel) {
+            let frame = match remote_member {
+                Some(m) if after => frames::member_added(channel, user, &m.info),
+                _ => frames::member_removed(channel, user),
+            };
+            state.broadcast(&Frame::from(frame), None);
+        }
+        Some(after)
+    }
+
+    /// This node's channels with their counts and presence members, for a state snapshot.
+    pub fn local_snapshot(&self) -> Vec<LocalChannel> {
+        let channels = self.channels.read().expect("hub lock");
+        channels
+            .iter()
+            .map(|(name, s)| LocalChannel {
+                name: name.clone(),
+                subscription_count: s.sockets.len(),
+                members: s
+                    .presence
+                    .as_ref()
+                    .map(|p| {
+                        p.members()
+                            .map(|(u, info)| (u.clone(), Arc::from(info.get())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Presence members (id, info) on this node only.
+    pub fn local_members(&self, channel: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        let channels = self.channels.read().expect("hub lock");
+        channels
+            .get(channel)
+            .and_then(|s| s.presence.as_ref())
+            .map(|p| {
+                p.members()
+                    .map(|(u, info)| (u.clone(), Arc::from(info.get())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Delivers one frame to every local subscriber of `channel` but `except`, applying the
@@ -443,5 +680,119 @@ impl AppHub {
             .get(user_id)
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn conn() -> (Arc<ConnHandle>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(64);
+        (
+            Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx)),
+            rx,
+        )
+    }
+
+    fn member(user: &str) -> PresenceMember {
+        PresenceMember {
+            user_id: Arc::from(user),
+            user_info: RawValue::from_string("{}".into()).unwrap(),
+            max_members: 2,
+        }
+    }
+
+    fn events(rx: &mut mpsc::Receiver<Frame>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+            out.push(v["event"].as_str().unwrap().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn member_events_follow_the_union_of_nodes() {
+        let (obs, mut hub_events) = tokio::sync::mpsc::unbounded_channel();
+        let hub = LocalHub::new(Default::default(), Some(obs)).app("app");
+        let node: Arc<str> = Arc::from("other");
+        let (watcher, mut wrx) = conn();
+        hub.subscribe("presence-c", &watcher, Some(member("w")), false)
+            .unwrap();
+        events(&mut wrx);
+        // A user on another node appears: member_added once.
+        let u: Arc<str> = Arc::from("u");
+        let info = || Some(RawValue::from_string("{}".into()).unwrap());
+        assert_eq!(
+            hub.remote_member("presence-c", &node, &u, info()),
+            Some(true)
+        );
+        assert_eq!(events(&mut wrx), ["pusher_internal:member_added"]);
+        // The same user joins here too: already present, nothing announced, and it counts
+        // once against the limit of 2 (w + u).
+        let (local_u, _lrx) = conn();
+        let s = hub
+            .subscribe("presence-c", &local_u, Some(member("u")), false)
+            .unwrap();
+        assert!(!s.new_member);
+        assert!(events(&mut wrx).is_empty());
+        // A third user is over the limit across nodes.
+        let (third, _trx) = conn();
+        assert!(
+            hub.subscribe("presence-c", &third, Some(member("x")), false)
+                .is_err()
+        );
+        // The other node's copy leaves: still here locally, nothing announced.
+        assert_eq!(hub.remote_member("presence-c", &node, &u, None), None);
+        assert!(events(&mut wrx).is_empty());
+        // The local socket leaves: gone everywhere, member_removed once.
+        let left = hub
+            .unsubscribe("presence-c", local_u.socket_id, false)
+            .unwrap();
+        assert_eq!(left.member_removed.as_deref(), Some("u"));
+        assert_eq!(events(&mut wrx), ["pusher_internal:member_removed"]);
+        // The observer saw this node's own changes, in order.
+        let mut kinds = Vec::new();
+        while let Ok(e) = hub_events.try_recv() {
+            kinds.push(match e {
+                HubEvent::ChannelCount { count, .. } => format!("count {count}"),
+                HubEvent::MemberJoined { user, union, .. } => format!("join {user} {union}"),
+                HubEvent::MemberLeft { user, union, .. } => format!("leave {user} {union}"),
+                HubEvent::Connections { .. } => "connections".into(),
+            });
+        }
+        assert_eq!(
+            kinds,
+            [
+                "count 1",
+                "join w true",
+                "count 2",
+                "join u false",
+                "count 1",
+                "leave u true"
+            ]
+        );
+    }
+
+    #[test]
+    fn subscription_data_lists_members_of_every_node() {
+        let hub = LocalHub::default().app("app");
+        let node: Arc<str> = Arc::from("other");
+        hub.remote_member(
+            "presence-c",
+            &node,
+            &Arc::from("remote"),
+            Some(RawValue::from_string(r#"{"n":1}"#.into()).unwrap()),
+        );
+        let (c, mut rx) = conn();
+        hub.subscribe("presence-c", &c, Some(member("local")), false)
+            .unwrap();
+        let f = rx.try_recv().unwrap();
+        let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["presence"]["count"], 2);
+        assert_eq!(data["presence"]["hash"]["remote"]["n"], 1);
     }
 }

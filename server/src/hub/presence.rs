@@ -1,6 +1,6 @@
 //! Presence members of one channel: one entry per user, counted over that user's sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,6 +12,15 @@ pub struct Member {
     pub info: Box<RawValue>,
     sockets: u32,
 }
+
+/// A member present on other nodes (horizontal adapters), with the nodes that have it.
+pub struct RemoteMember {
+    pub info: Box<RawValue>,
+    pub nodes: HashSet<Arc<str>>,
+}
+
+/// One channel's members on other nodes.
+pub type RemoteMembers = HashMap<Arc<str>, RemoteMember>;
 
 #[derive(Default)]
 pub struct Presence {
@@ -73,8 +82,22 @@ impl Presence {
         }
     }
 
-    /// JSON text of `{"presence":{"ids":[..],"hash":{id:info},"count":n}}`.
-    pub fn subscription_data(&self) -> String {
+    /// This node's members with their info.
+    pub fn members(&self) -> impl Iterator<Item = (&Arc<str>, &RawValue)> {
+        self.members.iter().map(|(k, m)| (k, m.info.as_ref()))
+    }
+
+    /// Users present here or on another node.
+    pub fn union_count(&self, remote: Option<&RemoteMembers>) -> usize {
+        self.members.len()
+            + remote.map_or(0, |r| {
+                r.keys().filter(|u| !self.members.contains_key(*u)).count()
+            })
+    }
+
+    /// JSON text of `{"presence":{"ids":[..],"hash":{id:info},"count":n}}`, over this node's
+    /// members and those of other nodes.
+    pub fn subscription_data(&self, remote: Option<&RemoteMembers>) -> String {
         #[derive(Serialize)]
         struct P<'a> {
             ids: Vec<&'a str>,
@@ -85,15 +108,19 @@ impl Presence {
         struct D<'a> {
             presence: P<'a>,
         }
+        let mut hash: HashMap<&str, &RawValue> = self
+            .members
+            .iter()
+            .map(|(k, m)| (k.as_ref(), m.info.as_ref()))
+            .collect();
+        for (k, m) in remote.into_iter().flatten() {
+            hash.entry(k.as_ref()).or_insert(m.info.as_ref());
+        }
         let data = D {
             presence: P {
-                ids: self.members.keys().map(|k| k.as_ref()).collect(),
-                hash: self
-                    .members
-                    .iter()
-                    .map(|(k, m)| (k.as_ref(), m.info.as_ref()))
-                    .collect(),
-                count: self.members.len(),
+                ids: hash.keys().copied().collect(),
+                count: hash.len(),
+                hash,
             },
         };
         serde_json::to_string(&data).expect("presence data serialises")

@@ -87,6 +87,17 @@ struct Queued {
     event: Event,
 }
 
+/// A channel or member transition decided cluster-wide by a horizontal adapter's webhook
+/// leader (see `adapter::horizontal::leader`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    Occupied,
+    Vacated,
+    MemberAdded(String),
+    MemberRemoved(String),
+    SubscriptionCount(usize),
+}
+
 /// Handle used by connections and the HTTP API to emit webhook events.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -95,6 +106,7 @@ pub struct Webhooks {
 
 struct Inner {
     tx: mpsc::Sender<Queued>,
+    apps: Arc<AppRegistry>,
     config: WebhooksConfig,
     adapter: Arc<dyn Adapter>,
     /// Channels / members announced as occupied / added and not yet as vacated / removed.
@@ -111,10 +123,11 @@ impl Webhooks {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(sender::run(rx, config.clone(), apps, metrics));
+        tokio::spawn(sender::run(rx, config.clone(), apps.clone(), metrics));
         Webhooks {
             inner: Arc::new(Inner {
                 tx,
+                apps,
                 config,
                 adapter,
                 occupied: Mutex::default(),
@@ -137,7 +150,37 @@ impl Webhooks {
         }
     }
 
+    /// Channel and member events are decided by the adapter's leader in a cluster; the
+    /// per-node calls below then do nothing.
+    fn cluster_decides(&self) -> bool {
+        self.inner.adapter.cluster_webhooks()
+    }
+
+    /// Sends a transition the cluster's webhook leader decided (already deduplicated and
+    /// delayed by it).
+    pub fn cluster_event(&self, app_id: &str, channel: &str, event: ClusterEvent) {
+        let Some(app) = self.inner.apps.by_id(app_id) else {
+            return;
+        };
+        let (kind, user_id, count) = match event {
+            ClusterEvent::Occupied => (WebhookEvent::ChannelOccupied, None, None),
+            ClusterEvent::Vacated => (WebhookEvent::ChannelVacated, None, None),
+            ClusterEvent::MemberAdded(u) => (WebhookEvent::MemberAdded, Some(u), None),
+            ClusterEvent::MemberRemoved(u) => (WebhookEvent::MemberRemoved, Some(u), None),
+            ClusterEvent::SubscriptionCount(n) => (WebhookEvent::SubscriptionCount, None, Some(n)),
+        };
+        if wanted(&app, kind, channel) {
+            let mut e = Event::new(kind, channel);
+            e.user_id = user_id;
+            e.subscription_count = count;
+            self.enqueue(&app, e);
+        }
+    }
+
     pub fn channel_occupied(&self, app: &App, channel: &str) {
+        if self.cluster_decides() {
+            return;
+        }
         if !wanted(app, WebhookEvent::ChannelOccupied, channel)
             && !wanted(app, WebhookEvent::ChannelVacated, channel)
         {
@@ -156,6 +199,9 @@ impl Webhooks {
 
     /// Sent after the delay if the channel is still empty then.
     pub fn channel_vacated(&self, app: &App, channel: &str) {
+        if self.cluster_decides() {
+            return;
+        }
         if !wanted(app, WebhookEvent::ChannelOccupied, channel)
             && !wanted(app, WebhookEvent::ChannelVacated, channel)
         {
@@ -187,6 +233,9 @@ impl Webhooks {
     }
 
     pub fn member_added(&self, app: &App, channel: &str, user_id: &str) {
+        if self.cluster_decides() {
+            return;
+        }
         if !wanted(app, WebhookEvent::MemberAdded, channel)
             && !wanted(app, WebhookEvent::MemberRemoved, channel)
         {
@@ -206,6 +255,9 @@ impl Webhooks {
 
     /// Sent after the delay if the user is still absent then.
     pub fn member_removed(&self, app: &App, channel: &str, user_id: &str) {
+        if self.cluster_decides() {
+            return;
+        }
         if !wanted(app, WebhookEvent::MemberAdded, channel)
             && !wanted(app, WebhookEvent::MemberRemoved, channel)
         {
@@ -265,6 +317,9 @@ impl Webhooks {
     }
 
     pub fn subscription_count(&self, app: &App, channel: &str, count: usize) {
+        if self.cluster_decides() {
+            return;
+        }
         if wanted(app, WebhookEvent::SubscriptionCount, channel) {
             let mut e = Event::new(WebhookEvent::SubscriptionCount, channel);
             e.subscription_count = Some(count);

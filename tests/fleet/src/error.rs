@@ -30,9 +30,6 @@ pub enum FleetError {
         "the sockudo binary was not found (looked at {looked}): build it with `cargo build -p sockudo-server --bin sockudo`, or pass --sockudo PATH / set SOCKUDO_BIN"
     )]
     MissingServer { looked: String },
-    /// The server refused a driver it does not have yet; `message` is its own words.
-    #[error("the server does not support this configuration yet: {message}")]
-    NotBuilt { message: String },
     #[error("the server rejected the rendered config: {message}")]
     ConfigRejected { message: String },
     #[error("no free port from {from}")]
@@ -60,17 +57,11 @@ pub enum FleetError {
     Io(#[from] std::io::Error),
 }
 
-/// The server's startup refusal of a driver that a later issue builds.
-pub const NOT_BUILT_MARKER: &str = "is not built into this server yet";
-
 impl FleetError {
-    /// Classifies the server's own message: not-built drivers get their own variant.
+    /// The server's own refusal of a config, in its words.
     pub fn from_server_message(message: &str) -> FleetError {
-        let message = message.trim().to_string();
-        if message.contains(NOT_BUILT_MARKER) {
-            FleetError::NotBuilt { message }
-        } else {
-            FleetError::ConfigRejected { message }
+        FleetError::ConfigRejected {
+            message: message.trim().to_string(),
         }
     }
 }

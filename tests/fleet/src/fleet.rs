@@ -275,11 +275,6 @@ impl Fleet {
         let ready = wait_ready(&mut proc, NODE_READY_TIMEOUT, || {
             http_get(port, "/ready").is_some_and(|(s, _)| s == 200)
         });
-        if let Err(FleetError::Exited { log, .. }) = &ready
-            && log.contains(crate::error::NOT_BUILT_MARKER)
-        {
-            return Err(FleetError::from_server_message(log));
-        }
         ready?;
         node.proc = Some(proc);
         Ok(())

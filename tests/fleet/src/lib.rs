@@ -20,7 +20,7 @@ pub mod ports;
 pub mod process;
 pub mod report;
 
-pub use error::{FleetError, NOT_BUILT_MARKER, Result};
+pub use error::{FleetError, Result};
 pub use fleet::{Fleet, Node, Options};
 pub use manifest::Manifest;
 pub use plan::{AppInfo, Plan};

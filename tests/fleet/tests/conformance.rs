@@ -1,28 +1,40 @@
 //! Every example manifest of `operator/examples/`, run as a fleet and checked with the real clients
 //! (`tests/js/fleet-conformance.js`: pusher-js over WebSocket, the pusher HTTP SDK for publishing).
 //!
-//! Which examples run is decided in ONE place, the lists below. An example in neither list must be
-//! refused by today's server with its "... is not built into this server yet" message; when a
-//! driver lands that test fails and says which list to move the example into. Nothing is skipped.
+//! Which examples run is decided in ONE place, the lists below; an example in neither list fails.
+//! Nothing is skipped.
 
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 
 use sockudo_fleet::process::alive;
-use sockudo_fleet::{Fleet, FleetError, Options};
+use sockudo_fleet::{Fleet, Options};
 use sockudo_operator::crd::{RateLimitSpec, RateLimitsSpec};
 
 mod common;
 use common::{example, repo_root, server_bin};
 
-/// Examples the server runs today: started and checked with real clients.
-const RUN_TODAY: &[&str] = &["1-single-node.yaml"];
+/// Examples whose backends the harness starts: run and checked with real clients.
+const RUN_TODAY: &[&str] = &[
+    "1-single-node.yaml",
+    "2-multi-node-redis.yaml",
+    "3-multi-node-full-sharing.yaml",
+    "4-multi-node-nats.yaml",
+    "5-redis-cluster.yaml",
+    "nats-managed.yaml",
+    "redis-managed.yaml",
+    "redis-cluster-managed.yaml",
+];
 
 /// Examples whose backends are external (addresses elsewhere, TLS material not in the manifest):
 /// once the server has their drivers they cannot be run here, only rendered and passed through
-/// `sockudo check-config`. Empty today: the server refuses their drivers.
-const CHECK_ONLY: &[&str] = &[];
+/// `sockudo check-config`.
+const CHECK_ONLY: &[&str] = &[
+    "nats-external.yaml",
+    "redis-external.yaml",
+    "redis-cluster-external.yaml",
+];
 
 /// The suite's API limit: a window long enough that the GCRA bucket does not refill during the
 /// burst, so "the fleet lets through exactly N" is exact. Everything else is the example as written.
@@ -104,37 +116,13 @@ fn passes_check(file: &str) {
         .unwrap_or_else(|e| panic!("{file}: rendered config refused: {e}"));
 }
 
-/// Today's server must refuse the example's driver with its own "not built" message.
-fn refused_as_not_built(file: &str) {
-    match Fleet::start_with(&example(file), options()) {
-        Err(FleetError::NotBuilt { message }) => {
-            assert!(
-                message.contains(sockudo_fleet::NOT_BUILT_MARKER),
-                "{message}"
-            );
-            println!("{file}: not supported by this server yet: {message}");
-        }
-        Ok(fleet) => {
-            drop(fleet);
-            panic!(
-                "{file}: the server now starts this example. Move it into RUN_TODAY in \
-                 tests/fleet/tests/conformance.rs (or CHECK_ONLY if its backends are external)"
-            );
-        }
-        Err(e) => panic!(
-            "{file}: expected the server's \"not built\" refusal, got: {e}\n(if its drivers \
-             landed, move it into RUN_TODAY / CHECK_ONLY in tests/fleet/tests/conformance.rs)"
-        ),
-    }
-}
-
 fn conformance(file: &str) {
     if RUN_TODAY.contains(&file) {
         runs_and_conforms(file);
     } else if CHECK_ONLY.contains(&file) {
         passes_check(file);
     } else {
-        refused_as_not_built(file);
+        panic!("{file} is in neither RUN_TODAY nor CHECK_ONLY in tests/fleet/tests/conformance.rs");
     }
 }
 
