@@ -68,6 +68,14 @@ test('presence: members are the same on every node', async () => {
   const channel = unique('presence-fleet');
   const chA = client(nodes[0], 'alice').subscribe(channel);
   assert.equal((await once(chA, 'pusher:subscription_succeeded')).count, 1);
+  // Presence is replicated between nodes: wait (generously) until bob's node has heard of alice.
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const res = await api(nodes[other(0)]).get({ path: `/channels/${channel}/users` });
+    if (res.status === 200 && (await res.json()).users.some((u) => u.id === 'alice')) break;
+    assert.ok(Date.now() < deadline, `alice never appeared on ${nodes[other(0)].name}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 
   const added = once(chA, 'pusher:member_added');
   const bob = client(nodes[other(0)], 'bob');
@@ -77,9 +85,14 @@ test('presence: members are the same on every node', async () => {
   assert.deepEqual(Object.keys(members.members).sort(), ['alice', 'bob']);
   assert.equal((await added).id, 'bob');
 
-  // The HTTP API of yet another node lists both.
-  const res = await api(nodes[other(other(0))]).get({ path: `/channels/${channel}/users` });
-  assert.deepEqual((await res.json()).users.map((u) => u.id).sort(), ['alice', 'bob']);
+  // The HTTP API of yet another node lists both (once bob's join has reached it).
+  let ids = [];
+  for (const until = Date.now() + 10000; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
+    const res = await api(nodes[other(other(0))]).get({ path: `/channels/${channel}/users` });
+    ids = (await res.json()).users.map((u) => u.id).sort();
+    if (ids.length === 2) break;
+  }
+  assert.deepEqual(ids, ['alice', 'bob']);
 
   const removed = once(chA, 'pusher:member_removed');
   bob.disconnect();
