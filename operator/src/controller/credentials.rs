@@ -36,11 +36,15 @@ pub async fn read_referenced(
     Ok((data, missing))
 }
 
-/// 32 random bytes as hex: safe inside redis.conf, URLs and NATS config without quoting.
+/// 32 random bytes as hex after a letter: safe inside redis.conf, URLs and NATS config without
+/// quoting. The letter matters: nats.conf parses a `$VAR` reference's value, and a bare value
+/// starting with a digit (`1e5...`) is read as a number, or is a parse error.
 pub fn random_credential() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(std::iter::once("s".to_string())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect())
 }
 
 /// The generated credential of every managed backend: the one already stored, else a new one.
@@ -66,4 +70,16 @@ pub async fn generated(
         out.insert(secret, value);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_start_with_a_letter() {
+        for _ in 0..64 {
+            let c = super::random_credential().unwrap();
+            assert!(c.starts_with(|ch: char| ch.is_ascii_alphabetic()), "{c}");
+            assert_eq!(c.len(), 65);
+        }
+    }
 }

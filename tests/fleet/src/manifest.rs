@@ -128,11 +128,13 @@ fn generated_credentials(cluster: &SockudoCluster) -> BTreeMap<String, String> {
     if topology.nats.is_some_and(|n| n.managed.is_some()) {
         names.push(nats_auth_secret(cluster));
     }
-    names.into_iter().map(|n| (n, random_hex(16))).collect()
-}
-
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the OS random source works");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    // The operator's own generator, so local backends get credentials of the same shape.
+    names
+        .into_iter()
+        .map(|n| {
+            let credential = sockudo_operator::controller::credentials::random_credential()
+                .expect("the OS random source works");
+            (n, credential)
+        })
+        .collect()
 }
