@@ -252,7 +252,7 @@ pub fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
         startup_probe: Some(http_probe("/live", 2, 30)),
         liveness_probe: Some(http_probe("/live", 10, 3)),
         readiness_probe: Some(http_probe("/ready", 5, 2)),
-        lifecycle: Some(Lifecycle {
+        lifecycle: inputs.capabilities.native_sleep.then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 sleep: Some(SleepAction {
                     seconds: PRE_STOP_SLEEP_SECONDS,

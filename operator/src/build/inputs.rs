@@ -18,6 +18,9 @@ pub struct Capabilities {
     pub hpa_v2: bool,
     /// `monitoring.coreos.com/v1` ServiceMonitor (the Prometheus Operator's CRD).
     pub service_monitor: bool,
+    /// The native `preStop` `sleep` action (Kubernetes 1.29+). Older API servers refuse the
+    /// field, so the hook is left out there (the server still drains on SIGTERM).
+    pub native_sleep: bool,
 }
 
 impl Capabilities {
@@ -26,6 +29,7 @@ impl Capabilities {
         pdb_v1: true,
         hpa_v2: true,
         service_monitor: true,
+        native_sleep: true,
     };
 }
 

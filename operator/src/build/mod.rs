@@ -129,6 +129,9 @@ pub fn desired(inputs: &Inputs) -> Desired {
         Some(sm) => children.push(Child::ServiceMonitor(sm)),
         None => {}
     }
+    if !inputs.capabilities.native_sleep {
+        skipped.push("preStop sleep hook (Kubernetes 1.29+)".into());
+    }
     for instance in topology.used_redis().iter().filter(|i| i.is_managed()) {
         children.extend(redis::managed(instance, inputs));
     }

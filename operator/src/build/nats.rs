@@ -9,11 +9,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -25,6 +23,7 @@ use super::deployment::{
 };
 use super::inputs::Inputs;
 use super::names;
+use super::redis::data_claim_template;
 use crate::crd::{NatsSpec, SockudoCluster};
 
 /// The official image, pinned (alpine: `nats-server` on PATH for the lame-duck preStop).
@@ -136,6 +135,7 @@ pub fn auth_secret(inputs: &Inputs) -> Secret {
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
+        protocol: Some("TCP".into()),
         name: Some(name.into()),
         port,
         target_port: Some(IntOrString::String(name.into())),
@@ -241,16 +241,19 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
         ]),
         ports: Some(vec![
             ContainerPort {
+                protocol: Some("TCP".into()),
                 name: Some("client".into()),
                 container_port: CLIENT_PORT,
                 ..ContainerPort::default()
             },
             ContainerPort {
+                protocol: Some("TCP".into()),
                 name: Some("cluster".into()),
                 container_port: CLUSTER_PORT,
                 ..ContainerPort::default()
             },
             ContainerPort {
+                protocol: Some("TCP".into()),
                 name: Some("monitor".into()),
                 container_port: MONITOR_PORT,
                 ..ContainerPort::default()
@@ -311,27 +314,10 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
             ..Volume::default()
         },
     ];
-    let claims = managed.storage.as_ref().map(|storage| {
-        vec![PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some("data".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: storage.storage_class_name.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity(storage.size.clone()),
-                    )])),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        }]
-    });
+    let claims = managed
+        .storage
+        .as_ref()
+        .map(|storage| vec![data_claim_template(storage)]);
     if claims.is_none() {
         volumes.push(Volume {
             name: "data".into(),

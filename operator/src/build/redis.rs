@@ -8,8 +8,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PodSpec, PodTemplateSpec, Probe,
+    Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,7 +23,7 @@ use super::deployment::{
 use super::inputs::Inputs;
 use super::names;
 use super::topology::RedisInstance;
-use crate::crd::{ManagedRedis, RedisMode};
+use crate::crd::{ManagedRedis, RedisMode, StorageSpec};
 
 /// The official image, pinned.
 pub const REDIS_IMAGE: &str = "docker.io/library/redis";
@@ -136,6 +137,7 @@ pub fn auth_secret(instance: &RedisInstance, inputs: &Inputs) -> Secret {
 pub fn service(instance: &RedisInstance, inputs: &Inputs) -> Service {
     let cluster_mode = instance.mode() == RedisMode::Cluster;
     let mut ports = vec![ServicePort {
+        protocol: Some("TCP".into()),
         name: Some("redis".into()),
         port: REDIS_PORT.into(),
         target_port: Some(IntOrString::String("redis".into())),
@@ -143,6 +145,7 @@ pub fn service(instance: &RedisInstance, inputs: &Inputs) -> Service {
     }];
     if cluster_mode {
         ports.push(ServicePort {
+            protocol: Some("TCP".into()),
             name: Some("bus".into()),
             port: REDIS_BUS_PORT.into(),
             target_port: Some(IntOrString::String("bus".into())),
@@ -222,12 +225,14 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
         ]);
     }
     let mut ports = vec![ContainerPort {
+        protocol: Some("TCP".into()),
         name: Some("redis".into()),
         container_port: REDIS_PORT.into(),
         ..ContainerPort::default()
     }];
     if cluster_mode {
         ports.push(ContainerPort {
+            protocol: Some("TCP".into()),
             name: Some("bus".into()),
             container_port: REDIS_BUS_PORT.into(),
             ..ContainerPort::default()
@@ -252,27 +257,10 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
             ..Volume::default()
         },
     ];
-    let claims = managed.storage.as_ref().map(|storage| {
-        vec![PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some("data".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: storage.storage_class_name.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity(storage.size.clone()),
-                    )])),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        }]
-    });
+    let claims = managed
+        .storage
+        .as_ref()
+        .map(|storage| vec![data_claim_template(storage)]);
     if claims.is_none() {
         volumes.push(Volume {
             name: "data".into(),
@@ -359,4 +347,34 @@ pub fn managed(instance: &RedisInstance, inputs: &Inputs) -> Vec<Child> {
         Child::Service(service(instance, inputs)),
         Child::StatefulSet(stateful_set(instance, inputs)),
     ]
+}
+
+/// The `data` volume claim template of a managed backend's StatefulSet, with the values the API
+/// server defaults spelled out (`volumeMode`, `status.phase`). `volumeClaimTemplates` is an atomic
+/// list: applying it without them differs from the stored object on every server-side apply, so
+/// every reconcile would write the StatefulSet (and its watch event trigger the next reconcile).
+pub fn data_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            volume_mode: Some("Filesystem".into()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: Some(PersistentVolumeClaimStatus {
+            phase: Some("Pending".into()),
+            ..PersistentVolumeClaimStatus::default()
+        }),
+    }
 }

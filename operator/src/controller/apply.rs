@@ -53,7 +53,14 @@ pub async fn apply(client: &Client, ns: &str, children: &[Child]) -> Result<Appl
             Child::Secret(o) => drop(ssa(client, ns, o).await?),
             Child::Service(o) => drop(ssa(client, ns, o).await?),
             Child::Deployment(o) => applied.deployment = Some(ssa(client, ns, o).await?),
-            Child::StatefulSet(o) => applied.stateful_sets.push(ssa(client, ns, o).await?),
+            Child::StatefulSet(o) => {
+                let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+                let body = stateful_set_apply_body(o)?;
+                applied.stateful_sets.push(
+                    api.patch(&o.name_any(), &params(), &Patch::Apply(&body))
+                        .await?,
+                );
+            }
             Child::Ingress(o) => drop(ssa(client, ns, o).await?),
             Child::PodDisruptionBudget(o) => drop(ssa(client, ns, o).await?),
             Child::HorizontalPodAutoscaler(o) => drop(ssa(client, ns, o).await?),
@@ -66,6 +73,32 @@ pub async fn apply(client: &Client, ns: &str, children: &[Child]) -> Result<Appl
         }
     }
     Ok(applied)
+}
+
+/// The StatefulSet as applied: each `volumeClaimTemplates[].metadata` carries
+/// `creationTimestamp: null`, as the API server stores it (and as Go clients send it). The list is
+/// atomic, so without it every apply differs from the stored object and writes the StatefulSet
+/// again, whose watch event triggers the next reconcile: a write loop.
+pub fn stateful_set_apply_body(set: &StatefulSet) -> Result<serde_json::Value, Error> {
+    let mut body = serde_json::to_value(set).map_err(|source| Error::Serialize {
+        kind: "StatefulSet",
+        name: set.name_any(),
+        source,
+    })?;
+    if let Some(templates) = body
+        .pointer_mut("/spec/volumeClaimTemplates")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for t in templates {
+            if let Some(meta) = t
+                .get_mut("metadata")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                meta.insert("creationTimestamp".into(), serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(body)
 }
 
 fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {

@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::discovery;
 use super::health::Health;
 use super::leader::LeaseConfig;
-use super::reconcile::event;
+use super::reconcile::{event, event_with_action};
 use crate::build::Capabilities;
 use crate::build::names::MANAGER;
 
@@ -86,6 +86,21 @@ impl Context {
         let caps = discovery::capabilities(&self.client).await;
         *cached = Some((Instant::now(), caps));
         caps
+    }
+
+    /// Records the Event of a condition transition (its action is the condition type).
+    pub async fn event_for_condition(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        condition: &str,
+        reason: &str,
+        note: &str,
+    ) {
+        let event = event_with_action(type_, &format!("Set{condition}"), reason, note);
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            warn!(error = %e, reason, "cannot record Event");
+        }
     }
 
     /// Records an Event; failing to record one never fails a reconcile.

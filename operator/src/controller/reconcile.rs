@@ -219,18 +219,26 @@ async fn write_status(
         } else {
             EventType::Normal
         };
-        ctx.event(&reference, kind, &c.reason, &note).await;
+        ctx.event_for_condition(&reference, kind, &c.type_, &c.reason, &note)
+            .await;
     }
     Ok(())
 }
 
 /// Builds an Event for `reference`.
 pub fn event(type_: EventType, reason: &str, note: &str) -> Event {
+    event_with_action(type_, "Reconcile", reason, note)
+}
+
+/// Builds an Event with its `action`. kube's recorder folds Events with the same type, action and
+/// reason into one series (keeping the first note), so each condition's transitions get their
+/// own action: `Ready` becoming `Ready` and `RedisReady` becoming `Ready` are two Events.
+pub fn event_with_action(type_: EventType, action: &str, reason: &str, note: &str) -> Event {
     Event {
         type_,
         reason: reason.chars().take(128).collect(),
         note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
+        action: action.chars().take(128).collect(),
         secondary: None,
     }
 }

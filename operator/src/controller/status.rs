@@ -190,12 +190,23 @@ pub fn compute(
             } else {
                 "Complete"
             },
-            "",
+            // Never empty: an empty message is valid Kubernetes, but a 1.20 API server's
+            // server-side apply turns `""` into null and then refuses the whole status.
+            if problem.is_some() {
+                "blocked by the problem in the Degraded condition"
+            } else {
+                "all server pods and backends are ready"
+            },
         )
     });
     wanted.push(match problem {
         Some(p) => Wanted::new(ConditionType::Degraded, true, p.reason(), p.message()),
-        None => Wanted::new(ConditionType::Degraded, false, "AsExpected", ""),
+        None => Wanted::new(
+            ConditionType::Degraded,
+            false,
+            "AsExpected",
+            "inputs are valid and every child was applied",
+        ),
     });
     wanted.extend(redis);
     wanted.extend(nats);
@@ -336,6 +347,26 @@ mod tests {
                 "app.kubernetes.io/component=server,app.kubernetes.io/instance=x,app.kubernetes.io/name=sockudo"
             )
         );
+    }
+
+    #[test]
+    fn no_condition_has_an_empty_message() {
+        let now = Time("2024-01-01T00:00:00Z".parse().unwrap());
+        let ready = Observed {
+            server: Some(workload(2)),
+            ..Observed::default()
+        };
+        let problem = Problem::SecretMissing(vec!["s".into()]);
+        for (observed, problem) in [
+            (Observed::default(), None),
+            (ready.clone(), None),
+            (ready, Some(&problem)),
+        ] {
+            let s = compute(&cluster(), None, &observed, problem, true, &now);
+            for c in &s.conditions {
+                assert!(!c.message.is_empty(), "{c:?}");
+            }
+        }
     }
 
     #[test]

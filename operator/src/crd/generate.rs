@@ -38,11 +38,17 @@ pub fn open_api_schema() -> Value {
     crd_json()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
-/// Drops `default` keywords and empty arrays/objects the API server would drop or apply.
+/// Drops `default` keywords and empty arrays/objects the API server would drop or apply, and
+/// `null` from the `enum` of optional fields (schemars writes `enum: [A, B, null]` for an
+/// `Option<Enum>`; `nullable: true` already says it, kube's own `OptionalEnum` transform gives the
+/// same shape, and a Kubernetes 1.20 API server refuses to store a CRD with null enum values).
 fn clean(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.remove("default");
+            if let Some(Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
             for v in map.values_mut() {
                 clean(v);
             }
@@ -108,6 +114,19 @@ mod tests {
             .map(|(p, _)| p.clone())
             .collect();
         assert!(undocumented.is_empty(), "undocumented: {undocumented:#?}");
+    }
+
+    #[test]
+    fn no_null_in_enums() {
+        let crd = crd_json();
+        let mut nodes = Vec::new();
+        walk(&crd, String::new(), &mut nodes);
+        for (path, v) in nodes {
+            if path.ends_with(".enum") {
+                let values = v.as_array().unwrap();
+                assert!(!values.iter().any(Value::is_null), "null in enum at {path}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,787 @@
+//! The operator against a real API server, under the chart's default (cluster-wide) RBAC. Every
+//! test has its own namespace on one shared control plane and runs concurrently with the others.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use sockudo_operator::build::{Child, names};
+use sockudo_operator::crd::SockudoCluster;
+use sockudo_operator_e2e::k8s::*;
+use sockudo_operator_e2e::{PATIENCE, eventually, run, shared};
+
+/// Long enough for several reconciles of a cluster that is not Ready (it is requeued every 10 s)
+/// plus the watch events of the test's own change: if the operator wanted to write, it has.
+const SETTLE: Duration = Duration::from_secs(12);
+
+/// Each example produces exactly the children the builders describe, owned by the
+/// SockudoCluster, labelled, written by the operator's field manager; the optional APIs 1.20
+/// lacks are skipped and reported; and a reconcile with nothing changed writes nothing.
+#[test]
+fn every_example_produces_exactly_its_children_and_a_no_op_writes_nothing() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let only = std::env::var("E2E_EXAMPLE").ok();
+        let examples = example_names()
+            .into_iter()
+            .filter(|e| only.as_ref().is_none_or(|o| e.contains(o.as_str())));
+        let checks = examples.map(|example| {
+            let client = client.clone();
+            async move {
+                let stem = example.trim_end_matches(".yaml").to_string();
+                let ns = env.plane.namespace(&format!("ex-{stem}")).await;
+                let name = apply_example(&client, &ns, &example).await;
+                let cluster = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+                let uid = cluster.uid().unwrap();
+                let desired = desired_for(&client, &cluster).await;
+                let want = desired_kind_names(&desired);
+                let live = wait_children(&client, &ns, &uid, &want).await;
+
+                for child in &live {
+                    let what = format!("{example}: {} {:?}", child.kind, child.meta.name);
+                    let owners = child.meta.owner_references.clone().unwrap_or_default();
+                    assert_eq!(owners.len(), 1, "{what}: one owner");
+                    let o = &owners[0];
+                    assert_eq!(
+                        (o.kind.as_str(), o.name.as_str(), o.uid.as_str(), o.controller),
+                        ("SockudoCluster", name.as_str(), uid.as_str(), Some(true)),
+                        "{what}"
+                    );
+                    assert_eq!(o.api_version, "sockudo.io/v1alpha1", "{what}");
+                    let labels = child.meta.labels.clone().unwrap_or_default();
+                    assert_eq!(labels.get(names::LABEL_MANAGED_BY).map(String::as_str), Some(names::MANAGER), "{what}");
+                    assert_eq!(labels.get(names::LABEL_INSTANCE), Some(&name), "{what}");
+                    assert!(labels.contains_key(names::LABEL_NAME), "{what}");
+                    assert!(labels.contains_key(names::LABEL_COMPONENT), "{what}");
+                    let managers: Vec<_> = child
+                        .meta
+                        .managed_fields
+                        .iter()
+                        .flatten()
+                        .filter(|m| m.operation.as_deref() == Some("Apply"))
+                        .map(|m| m.manager.clone().unwrap_or_default())
+                        .collect();
+                    assert_eq!(managers, vec![names::MANAGER.to_string()], "{what}: applied by one field manager");
+                }
+
+                // The rendered server config in the API server is what the builder rendered.
+                let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+                for c in &desired.children {
+                    if let Child::ConfigMap(want) = c {
+                        let got = cms.get(&want.name_any()).await.unwrap();
+                        assert_eq!(got.data, want.data, "{example}: ConfigMap {}", want.name_any());
+                    }
+                }
+
+                // Status: not degraded; what 1.20 lacks is reported, not retried as an error.
+                let cluster = get_cluster(&client, &ns, &name).await;
+                let status = cluster.status.clone().unwrap();
+                assert!(condition_is(&cluster, "Degraded", "False"), "{example}: {}", describe(&cluster));
+                assert_eq!(status.skipped, desired.skipped, "{example}");
+                if cluster.spec.replicas > 1 {
+                    assert!(status.skipped.contains(&"PodDisruptionBudget (policy/v1)".to_string()), "{example}: {:?}", status.skipped);
+                }
+                assert_eq!(status.config_hash.as_deref(), Some(desired.config_hash.as_str()), "{example}");
+                let d = deployment(&client, &ns, &name).await;
+                assert_eq!(template_hash(&d).as_deref(), Some(desired.config_hash.as_str()), "{example}");
+
+                // A reconcile with nothing changed writes nothing. Wait until the workload
+                // controllers have settled (they write the workloads' status), touch the
+                // SockudoCluster to trigger a reconcile, and let several reconciles pass.
+                eventually("workload controllers to settle", PATIENCE, || async {
+                    let d = deployment(&client, &ns, &name).await;
+                    let s = d.status.clone().unwrap_or_default();
+                    let settled = s.observed_generation == d.metadata.generation
+                        && s.replicas.unwrap_or(0) == d.spec.as_ref().unwrap().replicas.unwrap_or(1);
+                    if settled { Ok(()) } else { Err(format!("{s:?}")) }
+                })
+                .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                patch_cluster(&client, &ns, &name, json!({"metadata": {"annotations": {"e2e.sockudo.io/touch": "1"}}})).await;
+                let before_cluster = get_cluster(&client, &ns, &name).await;
+                let before = owned_children(&client, &ns, &uid).await;
+                tokio::time::sleep(SETTLE).await;
+                let after_cluster = get_cluster(&client, &ns, &name).await;
+                let after = owned_children(&client, &ns, &uid).await;
+                assert_eq!(
+                    before_cluster.resource_version(),
+                    after_cluster.resource_version(),
+                    "{example}: the SockudoCluster (status) was written by a no-op reconcile:\n{:#?}\n{:#?}",
+                    before_cluster.status,
+                    after_cluster.status
+                );
+                let (tb, ta) = (operator_write_times(&before), operator_write_times(&after));
+                let changed: Vec<_> = after
+                    .iter()
+                    .filter(|l| {
+                        let k = (l.kind.to_string(), l.meta.name.clone().unwrap_or_default());
+                        tb.get(&k) != ta.get(&k)
+                    })
+                    .map(|l| (l.kind, &l.meta.name, l.meta.generation, &l.meta.managed_fields))
+                    .collect();
+                assert!(changed.is_empty(), "{example}: the operator wrote children in a no-op reconcile: {changed:#?}");
+                let stable = |v: &[Live]| {
+                    let mut m = versions(v);
+                    m.retain(|(k, _), _| k != "Deployment" && k != "StatefulSet");
+                    m
+                };
+                assert_eq!(stable(&before), stable(&after), "{example}: resourceVersions changed");
+            }
+        });
+        futures::future::join_all(checks).await;
+    });
+}
+
+/// observedGeneration, Progressing then Ready once the pods are (made) ready, Events for the
+/// transitions.
+#[test]
+fn status_goes_progressing_then_ready_with_events() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("ready").await;
+        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        let c = wait_cluster(&client, &ns, &name, "Progressing", |c| {
+            observed_current(c)
+                && condition_is(c, "Progressing", "True")
+                && condition_is(c, "Ready", "False")
+        })
+        .await;
+        assert_eq!(
+            c.status.as_ref().unwrap().observed_generation,
+            c.metadata.generation
+        );
+        assert!(condition_is(&c, "RedisReady", "False"), "{}", describe(&c));
+
+        let c = drive_to_ready(&client, &ns, &name).await;
+        assert!(condition_is(&c, "Progressing", "False"), "{}", describe(&c));
+        assert!(condition_is(&c, "RedisReady", "True"), "{}", describe(&c));
+        let status = c.status.unwrap();
+        assert_eq!((status.replicas, status.ready_replicas), (3, 3));
+
+        let events = eventually("Events of the transitions", PATIENCE, || async {
+            let events = operator_events(&client, &ns, &name).await;
+            let notes: Vec<String> = events.iter().filter_map(|e| e.note.clone()).collect();
+            let has = |s: &str| notes.iter().any(|n| n.starts_with(s));
+            if has("Ready=True") && has("Progressing=True") && has("Progressing=False") {
+                Ok(events)
+            } else {
+                Err(format!("{notes:?}"))
+            }
+        })
+        .await;
+        assert!(
+            events
+                .iter()
+                .all(|e| e.type_.as_deref() == Some("Normal")
+                    || e.reason.as_deref() != Some("Ready"))
+        );
+    });
+}
+
+/// A referenced Secret that does not exist: Degraded with the reason and the Secret's name; the
+/// Secret appearing repairs it.
+#[test]
+fn a_missing_secret_degrades_with_a_reason() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("missing-secret").await;
+        let docs = example_docs("1-single-node.yaml");
+        let cluster: SockudoCluster = serde_json::from_value(
+            docs.iter()
+                .find(|d| d["kind"] == "SockudoCluster")
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
+        let name = cluster.name_any();
+        create_cluster(&client, &ns, &cluster).await;
+        let c = wait_cluster(&client, &ns, &name, "Degraded", |c| {
+            condition_is(c, "Degraded", "True")
+        })
+        .await;
+        let degraded = condition(&c, "Degraded").unwrap();
+        assert_eq!(degraded.reason, "SecretMissing");
+        assert!(
+            degraded.message.contains("single-node-app-1234/key"),
+            "{}",
+            degraded.message
+        );
+        assert!(condition_is(&c, "Ready", "False"));
+        eventually("a Warning Event", PATIENCE, || async {
+            let events = operator_events(&client, &ns, &name).await;
+            events
+                .iter()
+                .any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some("SecretMissing")
+                })
+                .then_some(())
+                .ok_or_else(|| {
+                    format!("{:?}", events.iter().map(|e| &e.reason).collect::<Vec<_>>())
+                })
+        })
+        .await;
+
+        let secret: Secret =
+            serde_json::from_value(docs.iter().find(|d| d["kind"] == "Secret").unwrap().clone())
+                .unwrap();
+        create_or_replace_secret(&client, &ns, secret).await;
+        wait_cluster(&client, &ns, &name, "no longer Degraded", |c| {
+            condition_is(c, "Degraded", "False")
+        })
+        .await;
+        deployment(&client, &ns, &name).await;
+    });
+}
+
+/// A server setting rolls the pods (pod-template hash), a rotated backend credential rolls them,
+/// a rotated app Secret does not (the server reloads the mounted apps Secret in place).
+#[test]
+fn spec_change_and_backend_secret_roll_but_app_secret_does_not() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("rollout").await;
+        let name = apply_example(&client, &ns, "redis-external.yaml").await;
+        let hash_of = |want_not: Option<String>| {
+            let client = client.clone();
+            let ns = ns.clone();
+            let name = name.clone();
+            async move {
+                eventually("a new pod-template hash", PATIENCE, || async {
+                    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+                        Api::namespaced(client.clone(), &ns);
+                    let d = api.get_opt(&name).await.map_err(|e| e.to_string())?;
+                    match d.as_ref().and_then(template_hash) {
+                        Some(h) if Some(&h) != want_not.as_ref() => Ok(h),
+                        h => Err(format!("{h:?}")),
+                    }
+                })
+                .await
+            }
+        };
+        let h0 = hash_of(None).await;
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"server": {"activityTimeoutSeconds": 60}}}),
+        )
+        .await;
+        let h1 = hash_of(Some(h0.clone())).await;
+        let c = wait_cluster(&client, &ns, &name, "status with the new hash", |c| {
+            observed_current(c) && c.status.as_ref().unwrap().config_hash.as_ref() == Some(&h1)
+        })
+        .await;
+        assert!(condition_is(&c, "Degraded", "False"), "{}", describe(&c));
+
+        create_or_replace_secret(
+            &client,
+            &ns,
+            secret(
+                "redis-external-credentials",
+                &[("username", "sockudo"), ("password", "rotated")],
+            ),
+        )
+        .await;
+        let h2 = hash_of(Some(h1.clone())).await;
+        assert_ne!(h2, h0);
+
+        // The app Secret: the operator copies it into the apps Secret; the pods keep running.
+        create_or_replace_secret(
+            &client,
+            &ns,
+            secret(
+                "redis-external-app-1234",
+                &[("key", "app-key"), ("secret", "rotated-app-secret")],
+            ),
+        )
+        .await;
+        let apps: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        eventually(
+            "the apps Secret to carry the rotated secret",
+            PATIENCE,
+            || async {
+                let s = apps
+                    .get(&names::apps_secret(&get_cluster(&client, &ns, &name).await))
+                    .await
+                    .unwrap();
+                let v = s
+                    .data
+                    .unwrap_or_default()
+                    .get("1234.secret")
+                    .map(|b| b.0.clone());
+                (v.as_deref() == Some(b"rotated-app-secret".as_slice()))
+                    .then_some(())
+                    .ok_or_else(|| format!("{v:?}"))
+            },
+        )
+        .await;
+        tokio::time::sleep(SETTLE).await;
+        let d = deployment(&client, &ns, &name).await;
+        assert_eq!(
+            template_hash(&d),
+            Some(h2),
+            "an app Secret rotation must not roll the pods"
+        );
+    });
+}
+
+/// Switching the adapter from redis to nats creates the NATS children; the managed Redis stays
+/// while the rate limiter uses it and goes when nothing does.
+#[test]
+fn switching_the_adapter_to_nats_prunes_redis_only_when_unused() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("switch").await;
+        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        let uid = get_cluster(&client, &ns, &name).await.uid().unwrap();
+        let redis_sts = format!("{name}-redis");
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let expect_children = |client: kube::Client| {
+            let ns = ns.clone();
+            let name = name.clone();
+            let uid = uid.clone();
+            async move {
+                let c =
+                    wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+                let desired = desired_for(&client, &c).await;
+                wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await
+            }
+        };
+        expect_children(client.clone()).await;
+        assert!(sets.get_opt(&redis_sts).await.unwrap().is_some());
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {
+                "adapter": {"driver": "nats"},
+                "nats": {"managed": {"replicas": 3}},
+            }}),
+        )
+        .await;
+        let live = expect_children(client.clone()).await;
+        let sts: BTreeSet<String> = live
+            .iter()
+            .filter(|l| l.kind == "StatefulSet")
+            .filter_map(|l| l.meta.name.clone())
+            .collect();
+        assert!(
+            sts.contains(&redis_sts),
+            "the rate limiter still uses Redis: {sts:?}"
+        );
+        assert!(
+            sts.iter().any(|s| s.contains("nats")),
+            "NATS created: {sts:?}"
+        );
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"rateLimiter": {"driver": "memory"}}}),
+        )
+        .await;
+        let live = expect_children(client.clone()).await;
+        assert!(
+            !live.iter().any(|l| l
+                .meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(names::LABEL_NAME))
+                .map(String::as_str)
+                == Some("redis")),
+            "no Redis child left: {:?}",
+            kind_names(&live)
+        );
+        assert!(sets.get_opt(&redis_sts).await.unwrap().is_none());
+    });
+}
+
+/// The pause annotation: nothing is applied or deleted, status still follows the spec.
+#[test]
+fn the_pause_annotation_stops_all_writes_but_status() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("pause").await;
+        let name = apply_example(&client, &ns, "1-single-node.yaml").await;
+        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let uid = c.uid().unwrap();
+        let desired = desired_for(&client, &c).await;
+        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
+        let d0 = deployment(&client, &ns, &name).await;
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"metadata": {"annotations": {"sockudo.io/reconcile": "paused"}}}),
+        )
+        .await;
+        wait_cluster(&client, &ns, &name, "ReconciliationPaused", |c| {
+            condition_is(c, "ReconciliationPaused", "True")
+        })
+        .await;
+        let before = owned_children(&client, &ns, &uid).await;
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"server": {"logLevel": "debug"}}}),
+        )
+        .await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        cms.delete(&names::config_map(&c), &DeleteParams::default())
+            .await
+            .unwrap();
+        let c = wait_cluster(
+            &client,
+            &ns,
+            &name,
+            "status of the new generation while paused",
+            observed_current,
+        )
+        .await;
+        assert!(
+            condition_is(&c, "ReconciliationPaused", "True"),
+            "{}",
+            describe(&c)
+        );
+        tokio::time::sleep(SETTLE).await;
+        let after = owned_children(&client, &ns, &uid).await;
+        assert!(
+            cms.get_opt(&names::config_map(&c)).await.unwrap().is_none(),
+            "paused: a deleted child is not recreated"
+        );
+        let mut expected = operator_write_times(&before);
+        expected.remove(&("ConfigMap".to_string(), names::config_map(&c)));
+        assert_eq!(
+            expected,
+            operator_write_times(&after),
+            "paused: nothing applied"
+        );
+        let d1 = deployment(&client, &ns, &name).await;
+        assert_eq!(d0.metadata.generation, d1.metadata.generation);
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"metadata": {"annotations": {"sockudo.io/reconcile": null}}}),
+        )
+        .await;
+        let c = wait_cluster(&client, &ns, &name, "unpaused", |c| {
+            condition(c, "ReconciliationPaused").is_none() && observed_current(c)
+        })
+        .await;
+        let desired = desired_for(&client, &c).await;
+        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
+        eventually(
+            "the Deployment to roll to the new settings",
+            PATIENCE,
+            || async {
+                let d = deployment(&client, &ns, &name).await;
+                (template_hash(&d) == Some(desired.config_hash.clone()))
+                    .then_some(())
+                    .ok_or_else(|| format!("{:?}", template_hash(&d)))
+            },
+        )
+        .await;
+        assert_ne!(template_hash(&d0), Some(desired.config_hash.clone()));
+    });
+}
+
+/// `kubectl scale sockudocluster/x --replicas=5` goes through the scale subresource to the
+/// Deployment and back to status.
+#[test]
+fn kubectl_scale_works_through_the_scale_subresource() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("scale").await;
+        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let kubeconfig = env.plane.admin_kubeconfig.clone();
+        let target = format!("sockudocluster/{name}");
+        let ns2 = ns.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("kubectl")
+                .args(["--kubeconfig"])
+                .arg(&kubeconfig)
+                .args(["-n", &ns2, "scale", &target, "--replicas=5"])
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect(
+            "kubectl is not installed: run tests/setup/install-deps.sh (apt-get install kubectl)",
+        );
+        assert!(
+            out.status.success(),
+            "kubectl scale: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eventually("the Deployment to have 5 replicas", PATIENCE, || async {
+            let d = deployment(&client, &ns, &name).await;
+            let r = d.spec.unwrap().replicas;
+            (r == Some(5)).then_some(()).ok_or_else(|| format!("{r:?}"))
+        })
+        .await;
+        let c = wait_cluster(&client, &ns, &name, "status.replicas 5", |c| {
+            c.status.as_ref().is_some_and(|s| s.replicas == 5)
+        })
+        .await;
+        assert_eq!(c.spec.replicas, 5);
+        // The scale subresource reads what the operator reports.
+        let api: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
+        let scale = api.get_scale(&name).await.unwrap();
+        assert_eq!(scale.spec.unwrap().replicas, Some(5));
+        let s = scale.status.unwrap();
+        assert_eq!(s.replicas, 5);
+        assert_eq!(
+            s.selector.as_deref(),
+            Some(names::server_selector_string(&c).as_str())
+        );
+    });
+}
+
+/// Deleting the SockudoCluster lets the garbage collector remove every child.
+#[test]
+fn deleting_the_cluster_garbage_collects_every_child() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("gc").await;
+        let name = apply_example(&client, &ns, "4-multi-node-nats.yaml").await;
+        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let uid = c.uid().unwrap();
+        let desired = desired_for(&client, &c).await;
+        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
+        Api::<SockudoCluster>::namespaced(client.clone(), &ns)
+            .delete(&name, &DeleteParams::background())
+            .await
+            .unwrap();
+        // The garbage collector discovers a new kind within 30 s; be generous.
+        sockudo_operator_e2e::eventually(
+            "every child to be collected",
+            Duration::from_secs(180),
+            || async {
+                let left = owned_children(&client, &ns, &uid).await;
+                left.is_empty()
+                    .then_some(())
+                    .ok_or_else(|| format!("{:?}", kind_names(&left)))
+            },
+        )
+        .await;
+    });
+}
+
+/// The schema rejects an invalid SockudoCluster with a message naming the field. (CEL rules,
+/// e.g. `replicas > 1` needing an adapter other than `local`, are dropped by this 1.20 API
+/// server; the operator's client-side tests check them, and the operator reports them in status.)
+#[test]
+fn an_invalid_cluster_is_rejected_by_the_schema() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("invalid").await;
+        let api: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
+        let bad: SockudoCluster = serde_json::from_value(json!({
+            "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+            "metadata": {"name": "bad"},
+            "spec": {"replicas": -1, "apps": [{"id": "1", "secretRef": {"name": "s"}}]}
+        }))
+        .unwrap();
+        let err = api.create(&PostParams::default(), &bad).await.unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(status.code, 422);
+        assert!(
+            status.message.contains("spec.replicas")
+                && status.message.contains("greater than or equal to 0"),
+            "{}",
+            status.message
+        );
+        // Wrong enum value, sent raw (the Rust types could not even express it).
+        let raw = json!({
+            "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+            "metadata": {"name": "bad2"},
+            "spec": {"replicas": 1, "adapter": {"driver": "bogus"}, "apps": [{"id": "1", "secretRef": {"name": "s"}}]}
+        });
+        let dyn_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::api::ApiResource::erase::<SockudoCluster>(&()),
+        );
+        let err = dyn_api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(raw).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{err}")
+        };
+        assert!(
+            status.message.contains("spec.adapter.driver")
+                && status.message.contains("Unsupported value"),
+            "{}",
+            status.message
+        );
+
+        // A CEL-only rule: accepted by 1.20, refused by the operator's own validation.
+        let cel_only: SockudoCluster = serde_json::from_value(json!({
+            "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+            "metadata": {"name": "cel-only"},
+            "spec": {"replicas": 3, "adapter": {"driver": "local"}, "apps": [{"id": "1", "secretRef": {"name": "s"}}]}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &cel_only)
+            .await
+            .expect("1.20 does not enforce CEL");
+        let c = wait_cluster(&client, &ns, "cel-only", "InvalidSpec", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.reason == "InvalidSpec")
+        })
+        .await;
+        assert!(describe(&c).contains("local"), "{}", describe(&c));
+    });
+}
+
+/// A SockudoCluster the schema accepts but the operator cannot read (an app limit beyond u32:
+/// `format: uint32` is not a format the API server checks) does not stop the reconciliation of
+/// the others.
+#[test]
+fn a_malformed_cluster_does_not_stop_the_others() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("malformed").await;
+        let raw = json!({
+            "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+            "metadata": {"name": "malformed"},
+            "spec": {"replicas": 1, "apps": [{"id": "1", "secretRef": {"name": "s"},
+                     "limits": {"maxClientEventsPerSecond": 5_000_000_000u64}}]}
+        });
+        let dyn_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::api::ApiResource::erase::<SockudoCluster>(&()),
+        );
+        dyn_api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(raw).unwrap(),
+            )
+            .await
+            .expect("the schema accepts it");
+        let typed: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
+        assert!(
+            typed.get("malformed").await.is_err(),
+            "the typed client cannot read it"
+        );
+
+        let name = apply_example(&client, &ns, "1-single-node.yaml").await;
+        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let desired = desired_for(&client, &c).await;
+        wait_children(
+            &client,
+            &ns,
+            &c.uid().unwrap(),
+            &desired_kind_names(&desired),
+        )
+        .await;
+        eventually(
+            "an InvalidObject Warning about the malformed one",
+            PATIENCE,
+            || async {
+                let events = operator_events(&client, &ns, "malformed").await;
+                events
+                    .iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some("InvalidObject")
+                            && e.type_.as_deref() == Some("Warning")
+                    })
+                    .then_some(())
+                    .ok_or_else(|| format!("{} events", events.len()))
+            },
+        )
+        .await;
+        // And later changes of the good one are still picked up.
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"server": {"logLevel": "debug"}}}),
+        )
+        .await;
+        wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+    });
+}
+
+/// Optional APIs missing on 1.20 (policy/v1 PDB, autoscaling/v2 HPA, the ServiceMonitor CRD)
+/// are skipped and reported in status, not retried as errors.
+#[test]
+fn missing_optional_apis_are_skipped_and_reported() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("optional").await;
+        create_or_replace_secret(
+            &client,
+            &ns,
+            secret("app", &[("key", "k"), ("secret", "s")]),
+        )
+        .await;
+        let c: SockudoCluster = serde_json::from_value(json!({
+            "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+            "metadata": {"name": "optional"},
+            "spec": {
+                "replicas": 3,
+                "adapter": {"driver": "nats"}, "nats": {"managed": {}},
+                "autoscaling": {"minReplicas": 3, "maxReplicas": 6},
+                "metrics": {"serviceMonitor": {"interval": "30s"}},
+                "apps": [{"id": "1", "secretRef": {"name": "app"}}]
+            }
+        }))
+        .unwrap();
+        create_cluster(&client, &ns, &c).await;
+        let c = wait_cluster(&client, &ns, "optional", "skipped APIs reported", |c| {
+            observed_current(c) && c.status.as_ref().is_some_and(|s| s.skipped.len() >= 3)
+        })
+        .await;
+        let skipped = &c.status.as_ref().unwrap().skipped;
+        for want in [
+            "PodDisruptionBudget (policy/v1)",
+            "HorizontalPodAutoscaler (autoscaling/v2)",
+            "ServiceMonitor (monitoring.coreos.com/v1)",
+        ] {
+            assert!(skipped.contains(&want.to_string()), "{skipped:?}");
+        }
+        assert!(condition_is(&c, "Degraded", "False"), "{}", describe(&c));
+        let events = operator_events(&client, &ns, "optional").await;
+        assert!(
+            !events.iter().any(|e| e.type_.as_deref() == Some("Warning")),
+            "no error loop: {:?}",
+            events
+                .iter()
+                .map(|e| (&e.reason, &e.note))
+                .collect::<Vec<_>>()
+        );
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+        let _ = pods.list(&ListParams::default()).await.unwrap();
+    });
+}
