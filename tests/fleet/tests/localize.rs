@@ -100,11 +100,16 @@ fn redis_cluster_nodes_and_nats_servers() {
 
 #[test]
 fn external_backends_are_used_as_given() {
-    let plan = Plan::of(&example("nats-external.yaml")).unwrap();
+    let manifest = example("nats-external.yaml");
+    let plan = Plan::of(&manifest).unwrap();
     let c = localize(&plan, &LocalAddrs::default(), Path::new(ROOT), NODE, None).unwrap();
     assert_eq!(c.nats.servers, plan.config.nats.servers);
     assert!(!plan.external.is_empty());
-    // Its TLS CA Secret is not in the manifest: reported, not invented.
+    assert!(plan.missing.is_empty(), "{:?}", plan.missing);
+    // Without its TLS CA Secret in the manifest, the gap is reported, not invented.
+    let mut without_ca = manifest.clone();
+    assert!(without_ca.secrets.remove("nats-external-ca").is_some());
+    let plan = Plan::of(&without_ca).unwrap();
     assert!(
         plan.missing.iter().any(|m| m.contains("nats-external-ca")),
         "{:?}",
