@@ -119,6 +119,8 @@ impl Node {
             c.adapter.publish_buffer_size = 5;
         }
         c.webhooks.vacate_delay_ms = 0;
+        // A short drain: the graceful-stop case waits for the node's sockets to close.
+        c.shutdown_grace_period = 1;
         backend.configure(&mut c);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
