@@ -88,11 +88,24 @@ impl<'a> FanOut<'a> {
 
     /// The frame for one opted-in socket; records what that socket now holds.
     pub fn frame_for(&mut self, conn: &ConnHandle) -> Frame {
+        self.deliver(conn, Frame::clone)
+    }
+
+    /// Queues one opted-in socket's frame and records what that socket now holds. The frame is
+    /// queued while the socket's delta state is still locked: concurrent publishes on one channel
+    /// (two HTTP publishes on this node, or one local and one from another node) then reach the
+    /// socket in the order in which they moved its base, so a delta is never queued ahead of the
+    /// frame it is based on.
+    pub fn send_to(&mut self, conn: &ConnHandle) -> bool {
+        self.deliver(conn, |f| conn.send(f))
+    }
+
+    fn deliver<R>(&mut self, conn: &ConnHandle, out_fn: impl FnOnce(&Frame) -> R) -> R {
         let mut state = conn.delta.lock();
         let max_age = state.max_age;
         let Some(channel) = state.channel(self.channel) else {
             // Deltas are off for this channel on this socket: it gets what everyone gets.
-            return self.plain.clone();
+            return out_fn(self.plain);
         };
         let algorithm = channel
             .algorithm
@@ -121,7 +134,6 @@ impl<'a> FanOut<'a> {
                 },
             );
         }
-        drop(state);
         let frame = match out {
             Out::Delta(f) => {
                 self.deltas += 1;
@@ -138,7 +150,9 @@ impl<'a> FanOut<'a> {
         };
         self.original += self.plain.len() as u64;
         self.sent += frame.len() as u64;
-        frame
+        let r = out_fn(&frame);
+        drop(state);
+        r
     }
 
     /// The delta frame from `base`, computed once per distinct base; None when it would not be

@@ -171,7 +171,7 @@ impl ChannelState {
                 continue;
             }
             let ok = if conn.delta.is_active() {
-                conn.send(&fan_out.frame_for(conn))
+                fan_out.send_to(conn)
             } else {
                 conn.send(frame)
             };
