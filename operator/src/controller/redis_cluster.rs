@@ -12,7 +12,11 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tracing::{debug, info};
 
-use crate::crd::{RedisClusterPhase, RedisClusterStatus};
+use super::context::Config;
+use crate::build::names;
+use crate::build::redis::{REDIS_PORT, masters, replicas_per_master};
+use crate::build::topology::Topology;
+use crate::crd::{RedisClusterPhase, RedisClusterStatus, RedisMode, SockudoCluster};
 
 /// Slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -320,10 +324,61 @@ pub fn status(views: &[NodeView], action: &Action) -> RedisClusterStatus {
 }
 
 /// How to reach the nodes: `host:port` per pod index, and the password (`requirepass`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nodes {
     pub addresses: Vec<String>,
     pub password: Option<String>,
+}
+
+/// The managed Redis Cluster of a SockudoCluster, as the operator bootstraps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The StatefulSet (and headless Service) name.
+    pub name: String,
+    pub goal: Goal,
+    pub nodes: Nodes,
+    /// Every address is overridden in the [`Config`] (tests): no need to wait for the pods.
+    pub overridden: bool,
+}
+
+/// What to bootstrap, if the SockudoCluster uses a managed Redis Cluster. Pods are reached by
+/// their stable DNS names through the headless Service (or the test override); the password is
+/// the generated one of the auth Secret (`requirepass`/`masterauth` in its `auth.conf`).
+pub fn target(
+    cluster: &SockudoCluster,
+    generated: &std::collections::BTreeMap<String, String>,
+    config: &Config,
+) -> Option<Target> {
+    let topology = Topology::of(&cluster.spec);
+    let instance = topology
+        .used_redis()
+        .into_iter()
+        .find(|i| i.is_managed() && i.mode() == RedisMode::Cluster)?;
+    let managed = instance.spec.managed.clone().unwrap_or_default();
+    let goal = Goal {
+        masters: usize::try_from(masters(&managed)).ok()?.max(1),
+        replicas_per_master: usize::try_from(replicas_per_master(&managed)).unwrap_or(0),
+    };
+    let name = instance.managed_name(cluster);
+    let ns = names::namespace(cluster);
+    let in_cluster: Vec<String> = (0..goal.pods())
+        .map(|i| format!("{name}-{i}.{name}.{ns}.svc:{REDIS_PORT}"))
+        .collect();
+    let overridden = in_cluster
+        .iter()
+        .all(|a| config.backend_addresses.contains_key(a));
+    Some(Target {
+        nodes: Nodes {
+            addresses: in_cluster
+                .iter()
+                .map(|a| config.backend_address(a))
+                .collect(),
+            password: generated.get(&instance.auth_secret(cluster)).cloned(),
+        },
+        name,
+        goal,
+        overridden,
+    })
 }
 
 fn split_address(address: &str) -> Result<(String, u16), BootstrapError> {

@@ -138,3 +138,57 @@ async fn recovers_after_every_node_restarts() {
     assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
     assert_healthy(&servers);
 }
+
+/// The reconcile's view: the managed cluster of an example, reached through
+/// `Config::backend_addresses` with the generated password, stepped once per "reconcile".
+#[tokio::test]
+async fn the_example_managed_cluster_through_the_address_override() {
+    use sockudo_operator::controller::Config;
+
+    use super::support::Example;
+
+    let example = Example::load("redis-cluster-managed.yaml");
+    let no_override =
+        redis_cluster::target(&example.cluster, &example.generated, &Config::default())
+            .expect("a managed Redis Cluster");
+    assert!(!no_override.overridden, "pods are waited for");
+    assert_eq!(
+        no_override.nodes.addresses[5],
+        "redis-cluster-managed-redis-cluster-5.redis-cluster-managed-redis-cluster.default.svc:6379"
+    );
+    let goal = no_override.goal;
+    assert_eq!((goal.masters, goal.replicas_per_master), (6, 0));
+
+    let servers: Vec<RedisServer> = (0..goal.pods())
+        .map(|_| RedisServer::start_cluster_node(Some(PASSWORD)).unwrap())
+        .collect();
+    let config = Config {
+        backend_addresses: no_override
+            .nodes
+            .addresses
+            .iter()
+            .cloned()
+            .zip(servers.iter().map(RedisServer::address))
+            .collect(),
+        ..Config::default()
+    };
+    let target = redis_cluster::target(&example.cluster, &example.generated, &config).unwrap();
+    assert!(target.overridden);
+    assert_eq!(target.nodes.password.as_deref(), Some(PASSWORD));
+
+    let mut last = None;
+    for _ in 0..MAX_STEPS {
+        let s = redis_cluster::step(&target.nodes, target.goal)
+            .await
+            .unwrap();
+        if s.phase == RedisClusterPhase::Ready {
+            last = Some(s);
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let s = last.expect("Ready");
+    assert_eq!((s.masters, s.replicas, s.slots_assigned), (6, 0, 16384));
+    let info = servers[3].cli(&["cluster", "info"]).unwrap();
+    assert!(info.contains("cluster_size:6"), "{info}");
+}
