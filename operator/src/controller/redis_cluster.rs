@@ -91,9 +91,13 @@ impl NodeEntry {
     pub fn is_replica(&self) -> bool {
         self.flags.contains("slave") || self.flags.contains("replica")
     }
-    /// Known well enough to be a peer: not still handshaking and with an address.
+    /// Known well enough to be a peer: not still handshaking, with an address, and not marked
+    /// failed. A failed entry of a node we just reached is a stale address (pods restarted with
+    /// new IPs): MEET tells the cluster where it is now.
     pub fn is_connected_peer(&self) -> bool {
-        !self.flags.contains("handshake") && !self.flags.contains("noaddr")
+        !["handshake", "noaddr", "fail"]
+            .iter()
+            .any(|f| self.flags.contains(*f))
     }
 }
 
@@ -657,6 +661,21 @@ mod tests {
             Action::Meet {
                 from: 0,
                 to: vec![1, 2, 3, 4, 5]
+            }
+        );
+    }
+
+    #[test]
+    fn a_peer_marked_failed_but_reachable_is_met_again() {
+        // After all pods restart with new IPs, pod 1 still has pod 0's old address, failed.
+        let own = vec![vec![(0, 5460)], vec![(5461, 16383)], vec![]];
+        let mut v = views(&own, &[None; 3], true);
+        v[1].nodes[0].flags.insert("fail".into());
+        assert_eq!(
+            plan(&v, GOAL),
+            Action::Meet {
+                from: 1,
+                to: vec![0]
             }
         );
     }

@@ -130,8 +130,16 @@ async fn recovers_after_every_node_restarts() {
     for s in &mut servers {
         s.restart().unwrap();
     }
-    // nodes.conf is kept: the bootstrap finds the cluster again (MEET repairs a node that
-    // forgot its peers), without assigning any slot again.
+    // nodes.conf is kept: the bootstrap finds the cluster again, without assigning any slot.
+    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
+        .await
+        .unwrap();
+    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
+    assert_healthy(&servers);
+
+    // A replica that lost its nodes.conf (reset: it knows nobody and replicates nothing) is
+    // met again and attached again.
+    servers[5].cli(&["cluster", "reset", "soft"]).unwrap();
     let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
         .await
         .unwrap();
