@@ -72,6 +72,7 @@ pub fn observed(cluster: &SockudoCluster, applied: &Applied) -> Observed {
                 .unwrap_or(RedisClusterStatus {
                     phase: RedisClusterPhase::Pending,
                     masters: 0,
+                    replicas: 0,
                     slots_assigned: 0,
                     last_step: None,
                 })

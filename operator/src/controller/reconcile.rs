@@ -18,16 +18,20 @@ use tracing::{info, warn};
 use super::apply::{self, Applied};
 use super::context::Context;
 use super::error::Error;
+use super::redis_cluster::{self, Target};
 use super::status::{self, Problem};
 use super::{conditions, credentials, observe};
 use crate::build::{self, Inputs, names};
-use crate::crd::{GROUP, SockudoCluster, SockudoClusterStatus, VERSION};
+use crate::crd::{GROUP, RedisClusterPhase, SockudoCluster, SockudoClusterStatus, VERSION};
 use crate::validate::validate;
 
 /// How often a settled SockudoCluster is looked at again, to catch drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a SockudoCluster waiting for pods or backends is looked at.
 const WAITING: Duration = Duration::from_secs(10);
+/// How often a managed Redis Cluster being bootstrapped is stepped: each step waits on gossip
+/// the previous one started, which takes a second or two.
+const BOOTSTRAPPING: Duration = Duration::from_secs(2);
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!(
@@ -108,6 +112,7 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     let mut desired = None;
     let mut applied = None;
     let mut apply_error = None;
+    let mut bootstrap_target = None;
     let errors = validate(&cluster.spec);
     if !errors.is_empty() {
         problem = Some(Problem::InvalidSpec(
@@ -119,6 +124,7 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
             problem = Some(Problem::SecretMissing(missing));
         } else {
             let generated = credentials::generated(&secrets, cluster).await?;
+            bootstrap_target = redis_cluster::target(cluster, &generated, &ctx.config);
             let inputs = Inputs {
                 cluster,
                 secrets: &secret_data,
@@ -156,7 +162,13 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         None => read_live(ctx, &ns, cluster).await?,
     };
 
-    let observed = observe::observed(cluster, &applied);
+    let mut observed = observe::observed(cluster, &applied);
+    // Paused means nothing is changed, the cluster's topology included.
+    if let Some(target) = bootstrap_target.as_ref().filter(|_| !paused)
+        && let Some(s) = bootstrap_step(target, &observed).await
+    {
+        observed.redis_cluster = Some(s);
+    }
     let now = Time(Timestamp::now());
     let new = status::compute(
         cluster,
@@ -175,11 +187,41 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
+    let bootstrapping = new
+        .redis_cluster
+        .as_ref()
+        .is_some_and(|c| c.phase == RedisClusterPhase::Bootstrapping);
     Ok(match problem {
         Some(Problem::InvalidSpec(_)) => Action::await_change(),
+        _ if bootstrapping => Action::requeue(BOOTSTRAPPING),
         _ if ready => Action::requeue(RESYNC),
         _ => Action::requeue(WAITING),
     })
+}
+
+/// One bootstrap step of the managed Redis Cluster, once its pods are ready (or its addresses
+/// are overridden for tests). A failing step is logged and reported in `lastStep`, not an error
+/// of the reconcile: the next step observes again.
+async fn bootstrap_step(
+    target: &Target,
+    observed: &super::status::Observed,
+) -> Option<crate::crd::RedisClusterStatus> {
+    let pods_ready = observed
+        .redis
+        .iter()
+        .any(|w| w.name == target.name && w.is_ready());
+    if !pods_ready && !target.overridden {
+        return None;
+    }
+    match redis_cluster::step(&target.nodes, target.goal).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, cluster = %target.name, "Redis Cluster bootstrap step failed");
+            let mut s = observed.redis_cluster.clone()?;
+            s.last_step = Some(format!("failed: {e}"));
+            Some(s)
+        }
+    }
 }
 
 /// Writes the status only when it changed, and records an Event per condition that flipped.

@@ -80,6 +80,9 @@ pub struct RedisClusterStatus {
     /// Masters that own slots.
     #[serde(default)]
     pub masters: i32,
+    /// Nodes replicating a master.
+    #[serde(default)]
+    pub replicas: i32,
     /// Slots covered by a master (16384 when complete).
     #[serde(default)]
     pub slots_assigned: i32,

@@ -4,6 +4,7 @@ mod backend_configs;
 mod cel_rules;
 mod crd_drift;
 mod examples;
+mod redis_cluster_bootstrap;
 mod seed_equivalence;
 mod snapshots;
 mod support;

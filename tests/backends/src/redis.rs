@@ -13,23 +13,37 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     process: Guarded,
     cluster_mode: bool,
+    /// `requirepass` (and `masterauth`, so replicas can sync), when set.
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Result<RedisServer, BackendError> {
-        Self::start_on(free_port(), false)
+        Self::start_on(free_port(), false, None)
     }
 
-    fn start_on(port: u16, cluster_mode: bool) -> Result<RedisServer, BackendError> {
+    /// A lone `redis-server --cluster-enabled yes` that has met nobody and owns no slot, for
+    /// tests of code that forms the cluster itself (no `redis-cli --cluster create`). With a
+    /// password, it is both `requirepass` and `masterauth`, as in the operator's `auth.conf`.
+    pub fn start_cluster_node(password: Option<&str>) -> Result<RedisServer, BackendError> {
+        Self::start_on(free_port(), true, password)
+    }
+
+    fn start_on(
+        port: u16,
+        cluster_mode: bool,
+        password: Option<&str>,
+    ) -> Result<RedisServer, BackendError> {
         let dir = tempfile::Builder::new()
             .prefix("sockudo-redis-")
             .tempdir()?;
-        let process = spawn(&dir, port, cluster_mode)?;
+        let process = spawn(&dir, port, cluster_mode, password)?;
         Ok(RedisServer {
             port,
             dir,
             process,
             cluster_mode,
+            password: password.map(str::to_string),
         })
     }
 
@@ -54,13 +68,25 @@ impl RedisServer {
     /// A cluster node keeps its `nodes.conf`, so it rejoins with its slots.
     pub fn restart(&mut self) -> Result<(), BackendError> {
         self.process.kill();
-        self.process = spawn(&self.dir, self.port, self.cluster_mode)?;
+        self.process = spawn(
+            &self.dir,
+            self.port,
+            self.cluster_mode,
+            self.password.as_deref(),
+        )?;
         Ok(())
     }
 
     /// Runs `redis-cli` against this server and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String, BackendError> {
-        cli(self.port, args)
+        match &self.password {
+            Some(p) => {
+                let mut all = vec!["-a", p.as_str(), "--no-auth-warning"];
+                all.extend_from_slice(args);
+                cli(self.port, &all)
+            }
+            None => cli(self.port, args),
+        }
     }
 }
 
@@ -68,7 +94,12 @@ fn log_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("redis.log")
 }
 
-fn spawn(dir: &tempfile::TempDir, port: u16, cluster_mode: bool) -> Result<Guarded, BackendError> {
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    cluster_mode: bool,
+    password: Option<&str>,
+) -> Result<Guarded, BackendError> {
     let bin = require("redis-server", "redis-server")?;
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir.path())
@@ -84,13 +115,20 @@ fn spawn(dir: &tempfile::TempDir, port: u16, cluster_mode: bool) -> Result<Guard
         ])
         .args(["--cluster-node-timeout", "2000"]);
     }
+    if let Some(p) = password {
+        cmd.args(["--requirepass", p, "--masterauth", p]);
+    }
     let log = log_path(dir);
     let process = Guarded::spawn(cmd, &format!("redis-server on port {port}"), &log)?;
     wait_until(
         &format!("redis-server on port {port}"),
         Duration::from_secs(10),
         &log,
-        || resp_command(port, "PING").is_some_and(|r| r.starts_with("+PONG")),
+        // With a password the server answers NOAUTH: up all the same.
+        || {
+            resp_command(port, "PING")
+                .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
+        },
     )?;
     Ok(process)
 }
@@ -125,7 +163,7 @@ impl RedisCluster {
     pub fn start(masters: usize, replicas_per_master: usize) -> Result<RedisCluster, BackendError> {
         let total = masters * (1 + replicas_per_master);
         let nodes = (0..total)
-            .map(|_| RedisServer::start_on(free_port(), true))
+            .map(|_| RedisServer::start_on(free_port(), true, None))
             .collect::<Result<Vec<_>, _>>()?;
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(RedisServer::address));
@@ -216,5 +254,16 @@ mod tests {
         let info = c.nodes[0].cli(&["cluster", "info"]).unwrap();
         assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
         assert!(info.contains("cluster_size:3"), "{info}");
+    }
+
+    #[test]
+    fn a_cluster_node_alone_with_a_password() {
+        let n = RedisServer::start_cluster_node(Some("s3cret")).unwrap();
+        let info = n.cli(&["cluster", "info"]).unwrap();
+        assert!(info.contains("cluster_known_nodes:1"), "{info}");
+        assert!(
+            resp_command(n.port, "PING").is_some_and(|r| r.starts_with("-NOAUTH")),
+            "a password is required"
+        );
     }
 }
