@@ -292,6 +292,34 @@ impl Plane {
         .expect("bind the generated rules");
     }
 
+    /// Installs the chart's `watchScope: namespace` RBAC as if the chart were released in `ns`
+    /// (a Role and RoleBinding for the SockudoClusters and their children, and the leader-election
+    /// Role, all in `ns`), bound to the operator's user: no cluster-wide permission at all.
+    pub async fn grant_chart_namespace_rbac(&self, ns: &str) {
+        let mut rbac = render_chart_rbac_in(serde_json::json!({ "watchScope": "namespace" }), ns);
+        for doc in &mut rbac {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+            assert!(
+                kind == "Role" || kind == "RoleBinding",
+                "watchScope: namespace renders only namespaced RBAC, got {kind}: {doc:#}"
+            );
+            assert_eq!(doc["metadata"]["namespace"], ns, "{doc:#}");
+            // The chart binds its own ServiceAccount in the release namespace; the harness's
+            // operator user is the ServiceAccount of `kubeconfig-operator`.
+            if kind == "RoleBinding" {
+                doc["subjects"] = serde_json::to_value(vec![operator_subject()]).unwrap();
+            }
+        }
+        assert!(
+            rbac.iter().any(|d| d["kind"] == "Role"
+                && d["rules"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["resources"][0] == "sockudoclusters"))),
+            "the namespace-scoped chart grants SockudoClusters through a Role: {rbac:#?}"
+        );
+        self.apply_values(&rbac, Some(ns)).await;
+    }
+
     /// Starts an operator in-process, authenticated as its ServiceAccount.
     pub fn start_operator(&self, config: Config) -> OperatorHandle {
         let client = self.operator_client();
@@ -347,6 +375,11 @@ impl OperatorHandle {
 
 /// Renders the Helm chart's RBAC with the Helm SDK (`helm_python`) and returns its documents.
 pub fn render_chart_rbac(values: serde_json::Value) -> Vec<serde_json::Value> {
+    render_chart_rbac_in(values, OPERATOR_NAMESPACE)
+}
+
+/// Renders the Helm chart's RBAC for a release in `namespace`.
+pub fn render_chart_rbac_in(values: serde_json::Value, namespace: &str) -> Vec<serde_json::Value> {
     let root = workspace_root();
     let python = root.join(".venv/bin/python");
     assert!(
@@ -371,7 +404,7 @@ print(json.dumps(docs))
         .arg(program)
         .arg(root.join("charts/sockudo-operator"))
         .arg(values.to_string())
-        .arg(OPERATOR_NAMESPACE)
+        .arg(namespace)
         .output()
         .expect("run python");
     assert!(
