@@ -102,6 +102,7 @@ impl Node {
             headers: Default::default(),
         });
         c.webhooks.batch_duration_ms = 20;
+        c.apps[0].features.enable_subscription_count = true;
         let mut quota = sockudo_config::AppConfig::new(QUOTA_APP, QUOTA_KEY, QUOTA_SECRET);
         quota.limits.max_connections = 3;
         quota.limits.max_presence_members_per_channel = 2;
@@ -344,6 +345,127 @@ async fn subscription_count(node: &Node, channel: &str) -> u64 {
         )
         .await;
     body["subscription_count"].as_u64().unwrap_or(0)
+}
+
+/// Waits for a `subscription_count` of `channel` equal to `want` (earlier counts skipped).
+async fn wait_count(c: &mut Client, channel: &str, want: u64, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no subscription_count {want} on {channel} within {wait:?}"
+        );
+        let f = wait_event(c, "pusher_internal:subscription_count", left).await;
+        if f["channel"] != channel {
+            continue;
+        }
+        let d: Value = serde_json::from_str(f["data"].as_str().unwrap()).unwrap();
+        if d["subscription_count"] == want {
+            return;
+        }
+    }
+}
+
+/// `pusher_internal:subscription_count` counts the subscribers of every node, and so does the
+/// `subscription_count` webhook.
+async fn subscription_count_is_cluster_wide(nodes: &[Node], hooks: &Hooks) {
+    let ch = "counted";
+    let mut a = nodes[0].connect().await;
+    a.subscribe(ch).await;
+    let mut b = nodes[1].connect().await;
+    b.subscribe(ch).await;
+    wait_count(&mut a, ch, 2, Duration::from_secs(10)).await;
+    wait_count(&mut b, ch, 2, Duration::from_secs(10)).await;
+    let mut c = nodes[2].connect().await;
+    c.subscribe(ch).await;
+    for x in [&mut a, &mut b, &mut c] {
+        wait_count(x, ch, 3, Duration::from_secs(10)).await;
+    }
+    eventually(
+        "subscription_count webhook with the cluster total",
+        || async {
+            hooks.events.lock().unwrap().iter().any(|e| {
+                e["name"] == "subscription_count"
+                    && e["channel"] == ch
+                    && e["subscription_count"] == 3
+            })
+        },
+    )
+    .await;
+    drop(c);
+    wait_count(&mut a, ch, 2, Duration::from_secs(10)).await;
+    wait_count(&mut b, ch, 2, Duration::from_secs(10)).await;
+}
+
+fn watchlist_event(f: &Value) -> (String, Vec<String>) {
+    let e = &f["data"]["events"][0];
+    (
+        e["name"].as_str().unwrap().to_string(),
+        e["user_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+/// Watchers hear `online` when a user's first socket anywhere signs in and `offline` when its
+/// last socket anywhere leaves, whichever nodes the watcher and the user are on.
+async fn watchlist_across_nodes(nodes: &[Node]) {
+    const WATCHLIST: &str = "pusher_internal:watchlist_events";
+    let mut watcher = nodes[0].connect().await;
+    let ok = watcher
+        .signin(r#"{"id":"wl-watcher","watchlist":["wl-user"]}"#)
+        .await;
+    assert_eq!(ok["event"], "pusher:signin_success", "{ok}");
+
+    let mut on1 = nodes[1].connect().await;
+    on1.signin(r#"{"id":"wl-user"}"#).await;
+    let e = wait_event(&mut watcher, WATCHLIST, Duration::from_secs(10)).await;
+    assert_eq!(
+        watchlist_event(&e),
+        ("online".to_string(), vec!["wl-user".to_string()])
+    );
+
+    // A watcher signing in later, on a node where the user is not, hears it is online.
+    let mut late = nodes[2].connect().await;
+    eventually("node 2 knows wl-user is online", || async {
+        // Reconnect until the replicated sign-in arrived (eventual, like presence).
+        let mut probe = nodes[2].connect().await;
+        probe
+            .signin(r#"{"id":"wl-probe","watchlist":["wl-user"]}"#)
+            .await;
+        !collect(&mut probe, WATCHLIST, 300).await.is_empty()
+    })
+    .await;
+    late.signin(r#"{"id":"wl-late","watchlist":["wl-user"]}"#)
+        .await;
+    let e = wait_event(&mut late, WATCHLIST, Duration::from_secs(5)).await;
+    assert_eq!(watchlist_event(&e).0, "online");
+
+    // A second socket of the user on another node: already online, nothing announced.
+    let mut on2 = nodes[2].connect().await;
+    on2.signin(r#"{"id":"wl-user"}"#).await;
+    assert!(
+        collect(&mut watcher, WATCHLIST, 1000).await.is_empty(),
+        "online once per user, not per socket"
+    );
+    drop(on1);
+    assert!(
+        collect(&mut watcher, WATCHLIST, 1500).await.is_empty(),
+        "still signed in on node 2"
+    );
+    drop(on2);
+    let e = wait_event(&mut watcher, WATCHLIST, Duration::from_secs(10)).await;
+    assert_eq!(
+        watchlist_event(&e),
+        ("offline".to_string(), vec!["wl-user".to_string()])
+    );
+    let e = wait_event(&mut late, WATCHLIST, Duration::from_secs(10)).await;
+    assert_eq!(watchlist_event(&e).0, "offline");
+    assert!(collect(&mut watcher, WATCHLIST, 1000).await.is_empty());
 }
 
 /// Publishes from node 1 to subscribers on every node: each gets every event exactly once, in
@@ -847,9 +969,26 @@ async fn node_failures(nodes: &mut [Node], hooks: &Hooks) {
         Duration::from_secs(10),
     )
     .await;
+    // Counted subscribers on nodes 0 and 2: the killed node's drop out of the total.
+    let mut counted = nodes[0].connect().await;
+    counted.subscribe("counted-kill").await;
+    let mut doomed = nodes[2].connect().await;
+    doomed.subscribe("counted-kill").await;
+    wait_count(&mut counted, "counted-kill", 2, Duration::from_secs(10)).await;
     nodes[2].kill();
+    let killed = Instant::now();
     let removed = wait_event(&mut watcher, "pusher_internal:member_removed", EVENTUALLY).await;
     assert!(removed["data"].as_str().unwrap().contains("victim"));
+    // Within the dead-node time (node_timeout_ms), plus slack for a loaded machine.
+    let bound = Duration::from_millis(NODE_TIMEOUT_MS + 5000);
+    wait_count(
+        &mut counted,
+        "counted-kill",
+        1,
+        bound.saturating_sub(killed.elapsed()),
+    )
+    .await;
+    drop(doomed);
     assert!(
         collect(&mut watcher, "pusher_internal:member_removed", 1000)
             .await
@@ -895,6 +1034,8 @@ async fn run_suite(mut backend: Backend, prefix: &str) {
     delivery_exactly_once_in_order(&nodes).await;
     socket_id_exclusion(&nodes).await;
     http_answers_are_cluster_wide(&nodes).await;
+    subscription_count_is_cluster_wide(&nodes, &hooks).await;
+    watchlist_across_nodes(&nodes).await;
     presence_across_nodes(&nodes).await;
     terminate_everywhere(&nodes).await;
     prefix_isolation(&backend, prefix, &nodes).await;

@@ -510,7 +510,12 @@ impl Session {
             Vec::new()
         };
         let id: Arc<str> = Arc::from(id);
-        let online = self.hub.sign_in(&id, &self.handle, &watchlist);
+        let online = self.hub.sign_in(
+            &id,
+            &self.handle,
+            &watchlist,
+            self.app.features.enable_watchlist_events,
+        );
         self.send(frames::signin_success(user_data));
         if !online.is_empty() {
             let ids: Vec<&str> = online.iter().map(|s| s.as_ref()).collect();

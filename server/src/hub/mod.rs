@@ -10,7 +10,9 @@
 //! in the union of all nodes, and reports this node's own changes as [`HubEvent`]s for the
 //! adapter to replicate. Lock order: `channels` before `remote`.
 
+mod counts;
 pub mod presence;
+mod watchlist;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +55,13 @@ pub enum HubEvent {
     },
     /// The app's local connection count changed.
     Connections { app: Arc<str> },
+    /// A user's first local socket signed in (`online`), or its last one left; only for
+    /// apps with watchlist events, whose watchers on other nodes need to know.
+    User {
+        app: Arc<str>,
+        user: Arc<str>,
+        online: bool,
+    },
 }
 
 /// One local channel in a state snapshot: its count and presence members (id, info JSON).
@@ -141,6 +150,8 @@ fn try_increment(counter: &AtomicU64, max: u64) -> bool {
 struct ChannelState {
     sockets: HashMap<SocketId, Arc<ConnHandle>>,
     presence: Option<Presence>,
+    /// Cluster-wide `subscription_count` (horizontal adapters): see `counts`.
+    counts: counts::Announced,
 }
 
 impl ChannelState {
@@ -190,6 +201,27 @@ struct Users {
     signed_in: HashMap<Arc<str>, HashMap<SocketId, Arc<ConnHandle>>>,
     /// Watched user -> sockets watching it.
     watchers: HashMap<Arc<str>, HashMap<SocketId, Arc<ConnHandle>>>,
+    /// Local users whose sign-in is replicated to other nodes (watchlist apps).
+    replicated: std::collections::HashSet<Arc<str>>,
+    /// Users signed in on other nodes, with those nodes (horizontal adapters).
+    remote: HashMap<Arc<str>, std::collections::HashSet<Arc<str>>>,
+}
+
+impl Users {
+    /// Signed in on this node or another one.
+    fn online(&self, user: &str) -> bool {
+        self.signed_in.contains_key(user) || self.remote.contains_key(user)
+    }
+
+    fn tell_watchers(&self, user: &Arc<str>, online: bool) {
+        if let Some(watchers) = self.watchers.get(user) {
+            let name = if online { "online" } else { "offline" };
+            let frame = Frame::from(frames::watchlist_events(&[(name, vec![user])]));
+            for w in watchers.values() {
+                w.send(&frame);
+            }
+        }
+    }
 }
 
 /// One app's channels, members and users on this node.
@@ -299,14 +331,19 @@ impl AppHub {
                 (k.clone(), channels.entry(k).or_default())
             }
         };
+        // With a horizontal adapter the count is cluster-wide: the adapter announces it.
+        let clustered = self.observer.is_some();
         let result = Self::join(
             state,
             channel,
             conn,
             member,
-            notify_count,
+            notify_count && !clustered,
             remote.get(channel),
         );
+        if notify_count && clustered && result.as_ref().is_ok_and(|(s, _)| !s.duplicate) {
+            state.counts.want();
+        }
         if state.sockets.is_empty() {
             channels.remove(channel);
         }
@@ -434,7 +471,7 @@ impl AppHub {
         }
         if count == 0 {
             channels.remove(channel);
-        } else if notify_count {
+        } else if notify_count && self.observer.is_none() {
             state.broadcast(
                 &Frame::from(frames::subscription_count(channel, count as u64)),
                 None,
@@ -608,22 +645,30 @@ impl AppHub {
     }
 
     /// Registers a signed-in socket and its watchlist. Returns which watched users are online
-    /// now; when this is the user's first socket, its watchers are told it came online.
+    /// now (on any node); when this is the user's first socket anywhere, its watchers are told
+    /// it came online. `replicate`: other nodes learn of the user (apps with watchlist events).
     pub fn sign_in(
         &self,
         user_id: &Arc<str>,
         conn: &Arc<ConnHandle>,
         watchlist: &[Arc<str>],
+        replicate: bool,
     ) -> Vec<Arc<str>> {
         let mut users = self.users.write().expect("hub lock");
+        let was_online = users.online(user_id);
         let sockets = users.signed_in.entry(user_id.clone()).or_default();
         let first = sockets.is_empty();
         sockets.insert(conn.socket_id, conn.clone());
-        if first && let Some(watchers) = users.watchers.get(user_id) {
-            let frame = Frame::from(frames::watchlist_events(&[("online", vec![user_id])]));
-            for w in watchers.values() {
-                w.send(&frame);
-            }
+        if !was_online {
+            users.tell_watchers(user_id, true);
+        }
+        if first && replicate && users.replicated.insert(user_id.clone()) {
+            // Under the users lock, so sign-in and sign-out reach the adapter in order.
+            self.emit(|app| HubEvent::User {
+                app,
+                user: user_id.clone(),
+                online: true,
+            });
         }
         for watched in watchlist {
             users
@@ -634,12 +679,13 @@ impl AppHub {
         }
         watchlist
             .iter()
-            .filter(|w| users.signed_in.contains_key(*w))
+            .filter(|w| users.online(w))
             .cloned()
             .collect()
     }
 
-    /// Undoes [`AppHub::sign_in`] when the socket closes; watchers hear `offline` on the last one.
+    /// Undoes [`AppHub::sign_in`] when the socket closes; watchers hear `offline` when the
+    /// user's last socket anywhere left.
     pub fn sign_out(&self, user_id: &Arc<str>, socket: SocketId, watchlist: &[Arc<str>]) {
         let mut users = self.users.write().expect("hub lock");
         for watched in watchlist {
@@ -656,11 +702,15 @@ impl AppHub {
         sockets.remove(&socket);
         if sockets.is_empty() {
             users.signed_in.remove(user_id);
-            if let Some(watchers) = users.watchers.get(user_id) {
-                let frame = Frame::from(frames::watchlist_events(&[("offline", vec![user_id])]));
-                for w in watchers.values() {
-                    w.send(&frame);
-                }
+            if users.replicated.remove(user_id) {
+                self.emit(|app| HubEvent::User {
+                    app,
+                    user: user_id.clone(),
+                    online: false,
+                });
+            }
+            if !users.online(user_id) {
+                users.tell_watchers(user_id, false);
             }
         }
     }
@@ -761,6 +811,7 @@ mod tests {
                 HubEvent::MemberJoined { user, union, .. } => format!("join {user} {union}"),
                 HubEvent::MemberLeft { user, union, .. } => format!("leave {user} {union}"),
                 HubEvent::Connections { .. } => "connections".into(),
+                HubEvent::User { .. } => "user".into(),
             });
         }
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Messages between nodes (JSON). Every message names its sender: node name (the pod name)
 //! plus boot id, so a restarted pod with the same name replaces its previous incarnation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,7 @@ impl Change {
             Change::Count { app, channel, .. }
             | Change::Join { app, channel, .. }
             | Change::Leave { app, channel, .. } => Some((app.clone(), channel.clone())),
-            Change::Connections { .. } => None,
+            Change::Connections { .. } | Change::User { .. } => None,
         }
     }
 }
@@ -46,6 +46,9 @@ impl Change {
 pub struct AppState {
     pub connections: u64,
     pub channels: HashMap<String, ChannelState>,
+    /// Signed-in users (apps with watchlist events only).
+    #[serde(default, skip_serializing_if = "HashSet::is_empty")]
+    pub users: HashSet<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +82,12 @@ pub enum Change {
     Connections {
         app: String,
         count: u64,
+    },
+    /// A user signed in on the node (first socket) or signed out (last socket).
+    User {
+        app: String,
+        user: Arc<str>,
+        online: bool,
     },
 }
 

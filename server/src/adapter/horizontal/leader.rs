@@ -197,6 +197,7 @@ impl super::Core {
 
     pub(super) fn reconcile_all(&self, touched: Vec<(String, String)>) {
         let unique: HashSet<(String, String)> = touched.into_iter().collect();
+        self.counts_changed(&unique);
         for (app, channel) in unique {
             self.reconcile(&app, &channel, false);
         }

@@ -14,6 +14,7 @@
 //!   While degraded, peers are not expired (we cannot tell who died), answers say incomplete.
 
 mod api;
+mod counts;
 pub mod envelope;
 mod leader;
 mod peers;
@@ -78,6 +79,8 @@ enum Cmd {
         to: NodeRef,
         env: Envelope,
     },
+    /// Announce cluster-wide subscription counts of the channels changed since the last time.
+    FlushCounts,
     /// Re-check a channel's webhook record once the vacate delay passed.
     Reconcile {
         app: String,
@@ -119,6 +122,8 @@ struct Core {
     /// Webhook events recorded before this node settled (see `settled`).
     deferred: Mutex<Vec<(String, String, crate::webhooks::ClusterEvent)>>,
     vacate_delay: Duration,
+    /// Channels whose cluster-wide count may have changed since the last announcement.
+    counts_dirty: Mutex<HashSet<(String, String)>>,
 }
 
 /// The configuration the core needs.
@@ -171,6 +176,7 @@ impl HorizontalAdapter {
             deferred: Mutex::default(),
             buffer: Mutex::default(),
             vacate_delay,
+            counts_dirty: Mutex::default(),
         });
         tokio::spawn(tasks::publisher(core.clone(), hub_events, cmd_rx));
         tokio::spawn(tasks::receiver(core.clone(), incoming));
@@ -573,12 +579,14 @@ impl Core {
                 })
                 .collect();
             let connections = h.connection_count();
-            if connections > 0 || !channels.is_empty() {
+            let users: HashSet<Arc<str>> = h.replicated_users().into_iter().collect();
+            if connections > 0 || !channels.is_empty() || !users.is_empty() {
                 state.apps.insert(
                     app.to_string(),
                     AppState {
                         connections,
                         channels,
+                        users,
                     },
                 );
             }
@@ -620,6 +628,11 @@ impl Core {
                 // Read now: concurrent connects may report out of order; the latest wins.
                 count: self.hub.existing(&app).map_or(0, |h| h.connection_count()),
                 app: app.to_string(),
+            },
+            HubEvent::User { app, user, online } => Change::User {
+                app: app.to_string(),
+                user,
+                online,
             },
         }
     }

@@ -159,6 +159,15 @@ impl Peers {
                 Change::Connections { app, count } => {
                     p.state.apps.entry(app).or_default().connections = count;
                 }
+                Change::User { app, user, online } => {
+                    hub.app(&app).remote_user(name, &user, online);
+                    let users = &mut p.state.apps.entry(app).or_default().users;
+                    if online {
+                        users.insert(user);
+                    } else {
+                        users.remove(&user);
+                    }
+                }
             }
         }
     }
@@ -179,8 +188,24 @@ fn set_member(
     hub.app(app).remote_member(channel, node, user, info);
 }
 
-/// Brings the hub's record of `node`'s members from `old` to `new`.
+/// Brings the hub's record of `node`'s members and signed-in users from `old` to `new`.
 fn mirror(hub: &LocalHub, node: &Arc<str>, old: &NodeState, new: &NodeState) {
+    for (app, a) in &old.apps {
+        let kept = new.apps.get(app);
+        for user in &a.users {
+            if !kept.is_some_and(|k| k.users.contains(user)) {
+                hub.app(app).remote_user(node, user, false);
+            }
+        }
+    }
+    for (app, a) in &new.apps {
+        let had = old.apps.get(app);
+        for user in &a.users {
+            if !had.is_some_and(|h| h.users.contains(user)) {
+                hub.app(app).remote_user(node, user, true);
+            }
+        }
+    }
     for (app, a) in &old.apps {
         for (channel, c) in &a.channels {
             for user in c.members.keys() {

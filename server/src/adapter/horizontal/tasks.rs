@@ -58,6 +58,7 @@ pub(super) async fn publisher(
                     let _ = core.publish(&Topic::Node(inbox_of(&to)), &env).await;
                 }
                 Cmd::Reconcile { app, channel } => core.reconcile(&app, &channel, true),
+                Cmd::FlushCounts => core.flush_counts(),
                 Cmd::Bye(done) => {
                     let env = Envelope::Bye { from: core.me.clone() };
                     if core.publish(&Topic::Control, &env).await.is_ok() {
