@@ -368,15 +368,27 @@ async fn api_status(server: &RunningServer) -> (u16, reqwest::header::HeaderMap)
     (r.status().as_u16(), r.headers().clone())
 }
 
+/// Connects; a refused connect is upgraded and answered the Pusher way: `pusher:error` 4100
+/// (pusher-js backs off and retries), then a 4100 close. Returns the refusal's message if any.
+async fn ws_refusal(server: &RunningServer) -> Option<String> {
+    let mut ws = connect_raw(server, KEY).await;
+    let first = next_json(&mut ws).await;
+    if first["event"] == "pusher:connection_established" {
+        return None;
+    }
+    assert_eq!(first["event"], "pusher:error", "{first}");
+    assert_eq!(first["data"]["code"], 4100, "{first}");
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, 4100);
+    Some(first["data"]["message"].as_str().unwrap().to_string())
+}
+
 async fn ws_allowed(server: &RunningServer) -> bool {
-    let url = format!("ws://{}/app/{KEY}?protocol=7", server.addr);
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => true,
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
-            assert_eq!(r.status(), 429);
+    match ws_refusal(server).await {
+        None => true,
+        Some(message) => {
+            assert!(message.contains("retry in"), "{message}");
             false
         }
-        Err(e) => panic!("{e}"),
     }
 }
 
@@ -493,11 +505,8 @@ async fn backend_loss_and_recovery(driver: Driver) {
     assert_eq!(s, 503, "{body}");
     assert_eq!(body["code"], "rate_limiter_unavailable");
     assert!(body["error"].as_str().unwrap().contains("closed"), "{body}");
-    let url = format!("ws://{}/app/{KEY}?protocol=7", closed.addr);
-    match tokio_tungstenite::connect_async(url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
-        other => panic!("expected 503, got {:?}", other.map(|_| ())),
-    }
+    let refused = ws_refusal(&closed).await.expect("connect refused while closed");
+    assert!(refused.contains("closed"), "{refused}");
     // The cache degrades to misses: publishing still works, subscribers get cache_miss.
     let (s, _) = Api::new(&open).trigger("cache-y", "e", "d").await;
     assert_eq!(s, 200);

@@ -32,7 +32,7 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `GET /app/{key}`: upgrade, unless draining or over the connect rate limit.
+/// `GET /app/{key}`: upgrade, unless draining. Over the connect rate limit: 4100 after the upgrade.
 pub async fn upgrade(
     State(state): State<Arc<ServerState>>,
     Path(key): Path<String>,
@@ -48,6 +48,9 @@ pub async fn upgrade(
         )
         .into_response();
     }
+    // Over the connect limit the upgrade is still accepted, so the client reads a Pusher error
+    // (4100: back off and retry) instead of an HTTP 429 that pusher-js sees as a generic failure.
+    let mut refusal = None;
     let rl = &state.config.rate_limiter;
     if rl.is_active() {
         let ip = client_ip(peer, &headers, rl.trusted_proxy_hops);
@@ -59,10 +62,24 @@ pub async fn upgrade(
         )
         .await
         {
-            Verdict::Refused(d) => return ApiError::rate_limited(d).into_response(),
-            Verdict::Unavailable(why) => return ApiError::limiter_unavailable(why).into_response(),
+            Verdict::Refused(d) => {
+                refusal = Some(format!(
+                    "too many connections from this address; retry in {} s",
+                    d.retry_after.as_secs_f64().ceil().max(1.0)
+                ));
+            }
+            Verdict::Unavailable(why) => {
+                refusal = Some(format!("connection rate limiter unavailable: {why}"));
+            }
             Verdict::Allowed(_) => {}
         }
+    }
+    if let Some(message) = refusal {
+        return ws
+            .on_upgrade(move |mut socket| async move {
+                refuse_with(&mut socket, ErrorCode::OverCapacity, &message).await;
+            })
+            .into_response();
     }
     let origin = headers
         .get("origin")
@@ -104,6 +121,14 @@ async fn refuse(socket: &mut WebSocket, code: ErrorCode, message: &'static str) 
         .send(Message::Text(frames::error(code, message).into()))
         .await;
     close(socket, code.code(), message).await;
+}
+
+/// Like [`refuse`], with a message built at run time (the close reason stays generic).
+async fn refuse_with(socket: &mut WebSocket, code: ErrorCode, message: &str) {
+    let _ = socket
+        .send(Message::Text(frames::error(code, message).into()))
+        .await;
+    close(socket, code.code(), close_reason(code.code())).await;
 }
 
 pub(crate) fn close_reason(code: u16) -> &'static str {

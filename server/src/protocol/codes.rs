@@ -13,7 +13,9 @@ pub enum ErrorCode {
     OverQuota = 4004,
     /// Connection-level auth failed: origin refused, bad sign-in, sign-in timeout, terminated.
     Unauthorized = 4009,
-    /// The node is full, or a slow consumer overflowed its queue.
+    /// The node is full, a slow consumer overflowed its queue, or the client's address is over
+    /// the WebSocket connect rate limit. 4100-4199 make pusher-js back off and reconnect; 4301
+    /// (client events) would be a 43xx close, which pusher-js treats as refused for good.
     OverCapacity = 4100,
     /// Reconnect at once (graceful shutdown).
     Reconnect = 4200,
