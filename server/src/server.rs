@@ -96,6 +96,7 @@ pub async fn start(
         registry.clone(),
         adapter.clone(),
         metrics.clone(),
+        cache.clone(),
     );
     // A horizontal adapter's webhook leader emits channel and member events cluster-wide.
     adapter.attach_webhooks(webhooks.clone());

@@ -505,7 +505,9 @@ async fn backend_loss_and_recovery(driver: Driver) {
     assert_eq!(s, 503, "{body}");
     assert_eq!(body["code"], "rate_limiter_unavailable");
     assert!(body["error"].as_str().unwrap().contains("closed"), "{body}");
-    let refused = ws_refusal(&closed).await.expect("connect refused while closed");
+    let refused = ws_refusal(&closed)
+        .await
+        .expect("connect refused while closed");
     assert!(refused.contains("closed"), "{refused}");
     // The cache degrades to misses: publishing still works, subscribers get cache_miss.
     let (s, _) = Api::new(&open).trigger("cache-y", "e", "d").await;
@@ -598,3 +600,128 @@ async fn starts_degraded_and_connects_later() {
     let frame = first_after_subscribe(&server, "cache-z").await;
     assert_eq!(frame["data"], "d");
 }
+
+/// `replace` stores a value and returns the one it replaced, honouring TTLs; `none` keeps
+/// nothing. Only the Redis drivers are shared between nodes.
+async fn cache_replace(driver: Driver) {
+    let env = Env::start(driver).await;
+    let cache = env.cache("replace:").await;
+    assert_eq!(cache.shared(), driver.shared());
+    let first = cache
+        .replace("k", "a".into(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(first, None);
+    let second = cache
+        .replace("k", "b".into(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    if driver == Driver::None {
+        assert_eq!(second, None);
+        return;
+    }
+    assert_eq!(second.as_deref(), Some("a"));
+    assert_eq!(cache.get("k").await.unwrap().unwrap().value, "b");
+    cache
+        .replace("short", "x".into(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expired = cache
+        .replace("short", "y".into(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(expired, None, "an expired entry is not returned");
+}
+per_driver!(cache_replace: Memory, Redis, RedisCluster, None);
+
+/// Two nodes that both believe they lead offer the same webhook transitions: with a shared
+/// cache each is sent once, and a later change of state is sent again.
+async fn webhook_dedup_across_nodes(driver: Driver) {
+    use sockudo_server::adapter::local::LocalAdapter;
+    use sockudo_server::apps::{App, AppRegistry};
+    use sockudo_server::hub::LocalHub;
+    use sockudo_server::webhooks::{ClusterEvent, Webhooks};
+
+    let env = Env::start(driver).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = received.clone();
+    let hook = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                sink.lock()
+                    .unwrap()
+                    .extend(v["events"].as_array().unwrap().iter().cloned());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let mut cfg = env.cache_config("dedup:");
+    cfg.webhooks.batch_duration_ms = 10;
+    cfg.apps[0].webhooks.push(sockudo_config::WebhookConfig {
+        url,
+        event_types: vec![],
+        channel_prefix: None,
+        headers: Default::default(),
+    });
+    let app = App::resolve(0, &cfg.apps[0]).unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let metrics = Arc::new(Metrics::new("t"));
+        // Each node its own connection to the shared cache.
+        let cache = sockudo_server::drivers::cache(&cfg, &metrics)
+            .await
+            .unwrap();
+        let adapter = Arc::new(LocalAdapter::new(Arc::new(LocalHub::default())));
+        nodes.push(Webhooks::start(
+            cfg.webhooks.clone(),
+            Arc::new(AppRegistry::new(vec![app.clone()])),
+            adapter,
+            metrics,
+            cache,
+        ));
+    }
+    let count = |name: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == name)
+            .count()
+    };
+    let offer = |event: ClusterEvent| {
+        for n in &nodes {
+            n.cluster_event(APP_ID, "raced", event.clone());
+        }
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(800));
+    offer(ClusterEvent::Occupied);
+    offer(ClusterEvent::MemberAdded("u".into()));
+    offer(ClusterEvent::SubscriptionCount(2));
+    settle().await;
+    assert_eq!(
+        count("channel_occupied"),
+        1,
+        "{:?}",
+        received.lock().unwrap()
+    );
+    assert_eq!(count("member_added"), 1);
+    assert_eq!(count("subscription_count"), 1);
+    offer(ClusterEvent::MemberRemoved("u".into()));
+    offer(ClusterEvent::Vacated);
+    settle().await;
+    assert_eq!(count("member_removed"), 1);
+    assert_eq!(count("channel_vacated"), 1);
+    // Occupied again: a new transition, sent again (once).
+    offer(ClusterEvent::Occupied);
+    settle().await;
+    assert_eq!(count("channel_occupied"), 2);
+}
+per_driver!(webhook_dedup_across_nodes: Redis, RedisCluster);

@@ -123,6 +123,14 @@ impl Node {
         // A short drain: the graceful-stop case waits for the node's sockets to close.
         c.shutdown_grace_period = 1;
         backend.configure(&mut c);
+        // A shared cache where there is a Redis: webhook transitions are then also claimed in
+        // it (de-duplication between nodes that both think they lead).
+        c.cache.driver = match backend {
+            Backend::Redis(_) => sockudo_config::CacheDriver::Redis,
+            Backend::Cluster(_) => sockudo_config::CacheDriver::RedisCluster,
+            Backend::Nats(_) => sockudo_config::CacheDriver::Memory,
+        };
+        c.cache.redis.prefix = Some(format!("{prefix}:cache:"));
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
         std::fs::write(&config, serde_json::to_string_pretty(&c).unwrap()).unwrap();

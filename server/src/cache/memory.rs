@@ -38,6 +38,8 @@ impl Expiry<String, Entry> for PerEntryTtl {
 
 pub struct MemoryCache {
     inner: Moka<String, Entry>,
+    /// Makes `replace` (read, then write) atomic; other operations do not take it.
+    replacing: std::sync::Mutex<()>,
 }
 
 impl MemoryCache {
@@ -47,6 +49,7 @@ impl MemoryCache {
                 .max_capacity(max_capacity)
                 .expire_after(PerEntryTtl)
                 .build(),
+            replacing: std::sync::Mutex::default(),
         }
     }
 }
@@ -82,6 +85,29 @@ impl Cache for MemoryCache {
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.inner.invalidate(key);
         Ok(())
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Duration,
+    ) -> Result<Option<String>, CacheError> {
+        let _one_at_a_time = self.replacing.lock().expect("cache lock");
+        let old = self
+            .inner
+            .get(key)
+            .filter(|e| e.stored.elapsed() < e.ttl)
+            .map(|e| e.value.to_string());
+        self.inner.insert(
+            key.to_string(),
+            Entry {
+                value: value.into(),
+                ttl,
+                stored: Instant::now(),
+            },
+        );
+        Ok(old)
     }
 
     fn health(&self) -> BackendHealth {

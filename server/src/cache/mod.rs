@@ -1,6 +1,11 @@
-//! The general cache: cache channels' last events and the short-lived `/channels` listing.
-//! Each entry carries its own TTL. Drivers: `memory` (moka), `redis` / `redis-cluster`
-//! ([`redis::RedisCache`]) and `none`; [`Metered`] wraps whichever is chosen with metrics.
+//! The general cache: cache channels' last events, the short-lived `/channels` listing and the
+//! webhook de-duplication state (`webhooks::dedup`). Each entry carries its own TTL. Drivers:
+//! `memory` (moka), `redis` / `redis-cluster` ([`redis::RedisCache`]) and `none`; [`Metered`]
+//! wraps whichever is chosen with metrics.
+//!
+//! App configuration is not cached here: apps come only from the config file and live in the
+//! in-memory [`AppRegistry`](crate::apps::AppRegistry), so a lookup is already a local map read
+//! and there is no remote app source whose answers a cache could save.
 
 pub mod memory;
 pub mod none;
@@ -32,7 +37,20 @@ pub trait Cache: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Cached>, CacheError>;
     async fn set(&self, key: &str, value: String, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
+    /// Stores `value` and returns the value it replaced, in one atomic step (`SET .. GET` on
+    /// Redis), so of several nodes writing the same value only the first sees another one.
+    async fn replace(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Duration,
+    ) -> Result<Option<String>, CacheError>;
     fn health(&self) -> BackendHealth;
+    /// Whether every node sees the same entries (a Redis driver), so the cache can settle
+    /// races between nodes.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Key of an app's `/channels` listing (cluster-wide channels and counts).
@@ -92,8 +110,23 @@ impl Cache for Metered {
         r
     }
 
+    async fn replace(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Duration,
+    ) -> Result<Option<String>, CacheError> {
+        let r = self.inner.replace(key, value, ttl).await;
+        self.count("replace", if r.is_ok() { "ok" } else { "error" });
+        r
+    }
+
     fn health(&self) -> BackendHealth {
         self.inner.health()
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
     }
 }
 

@@ -27,6 +27,10 @@ impl Cache for NoCache {
         Ok(())
     }
 
+    async fn replace(&self, _: &str, _: String, _: Duration) -> Result<Option<String>, CacheError> {
+        Ok(None)
+    }
+
     fn health(&self) -> BackendHealth {
         BackendHealth::Ok
     }

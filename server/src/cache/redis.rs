@@ -95,7 +95,32 @@ impl Cache for RedisCache {
         Ok(())
     }
 
+    async fn replace(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Duration,
+    ) -> Result<Option<String>, CacheError> {
+        // `SET .. GET` (Redis 6.2+): one command, so concurrent writers are ordered by Redis.
+        let old = self
+            .backend
+            .query::<Option<String>>(
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg((ttl.as_millis() as u64).max(1))
+                    .arg("GET"),
+            )
+            .await?;
+        Ok(old)
+    }
+
     fn health(&self) -> BackendHealth {
         self.backend.health()
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }

@@ -2,6 +2,7 @@
 //! retried with backoff. `channel_vacated` and `member_removed` wait `vacate_delay_ms` and are
 //! re-checked, so a quick leave-and-rejoin sends nothing, as on Pusher.
 
+mod dedup;
 mod sender;
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::adapter::Adapter;
 use crate::apps::{App, AppRegistry};
+use crate::cache::Cache;
 use crate::metrics::Metrics;
 
 /// One event in a webhook body.
@@ -106,6 +108,9 @@ pub struct Webhooks {
 
 struct Inner {
     tx: mpsc::Sender<Queued>,
+    /// Cluster events waiting for their claim in the shared cache (in order); None without a
+    /// shared cache.
+    claims: Option<mpsc::Sender<(String, String, ClusterEvent)>>,
     apps: Arc<AppRegistry>,
     config: WebhooksConfig,
     adapter: Arc<dyn Adapter>,
@@ -116,24 +121,61 @@ struct Inner {
 
 impl Webhooks {
     /// Starts the batching task; it runs until the returned handle and its clones are dropped.
+    /// `cache`: with a shared one, cluster events are de-duplicated in it (see `dedup`).
     pub fn start(
         config: WebhooksConfig,
         apps: Arc<AppRegistry>,
         adapter: Arc<dyn Adapter>,
         metrics: Arc<Metrics>,
+        cache: Arc<dyn Cache>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(sender::run(rx, config.clone(), apps.clone(), metrics));
-        Webhooks {
+        tokio::spawn(sender::run(
+            rx,
+            config.clone(),
+            apps.clone(),
+            metrics.clone(),
+        ));
+        let claims = dedup::Claims::new(cache).map(|claims| {
+            let (ctx, crx) = mpsc::channel(10_000);
+            (ctx, crx, claims)
+        });
+        let (claims_tx, claimer) = match claims {
+            Some((ctx, crx, claims)) => (Some(ctx), Some((crx, claims))),
+            None => (None, None),
+        };
+        let webhooks = Webhooks {
             inner: Arc::new(Inner {
                 tx,
+                claims: claims_tx,
                 apps,
                 config,
                 adapter,
                 occupied: Mutex::default(),
                 members: Mutex::default(),
             }),
+        };
+        if let Some((mut crx, claims)) = claimer {
+            // A weak handle: the task ends when the last Webhooks is dropped.
+            let weak = Arc::downgrade(&webhooks.inner);
+            tokio::spawn(async move {
+                while let Some((app, channel, event)) = crx.recv().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if claims.claim(&app, &channel, &event).await {
+                        Webhooks { inner }.send_cluster_event(&app, &channel, event);
+                    } else {
+                        metrics.webhooks.with_label_values(&["deduplicated"]).inc();
+                        tracing::debug!(
+                            app,
+                            channel,
+                            ?event,
+                            "webhook already sent by another node"
+                        );
+                    }
+                }
+            });
         }
+        webhooks
     }
 
     fn enqueue(&self, app: &App, event: Event) {
@@ -157,8 +199,22 @@ impl Webhooks {
     }
 
     /// Sends a transition the cluster's webhook leader decided (already deduplicated and
-    /// delayed by it).
+    /// delayed by it), once it is claimed in the shared cache if there is one.
     pub fn cluster_event(&self, app_id: &str, channel: &str, event: ClusterEvent) {
+        match &self.inner.claims {
+            Some(claims) => {
+                if claims
+                    .try_send((app_id.to_string(), channel.to_string(), event))
+                    .is_err()
+                {
+                    tracing::warn!(app_id, "webhook claim queue full; event dropped");
+                }
+            }
+            None => self.send_cluster_event(app_id, channel, event),
+        }
+    }
+
+    fn send_cluster_event(&self, app_id: &str, channel: &str, event: ClusterEvent) {
         let Some(app) = self.inner.apps.by_id(app_id) else {
             return;
         };
