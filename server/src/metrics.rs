@@ -6,6 +6,15 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// One app's message counters, resolved once (a session keeps them for its lifetime).
+#[derive(Clone)]
+pub struct AppCounters {
+    pub messages_sent: IntCounter,
+    pub bytes_sent: IntCounter,
+    pub messages_received: IntCounter,
+    pub bytes_received: IntCounter,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections: IntGauge,
@@ -16,6 +25,10 @@ pub struct Metrics {
     pub bytes_sent: IntCounter,
     pub subscriptions: IntGauge,
     pub http_requests: IntCounterVec,
+    /// Per app (configured apps only): frames by direction (`sent` / `received`).
+    pub app_messages: IntCounterVec,
+    /// Per app: bytes by direction.
+    pub app_bytes: IntCounterVec,
     pub broadcast_latency: Histogram,
     pub rate_limit_hits: IntCounterVec,
     pub backend_up: IntGaugeVec,
@@ -120,8 +133,20 @@ impl Metrics {
             http_requests: counter_vec(
                 r,
                 "http_requests_total",
-                "HTTP API calls",
-                &["endpoint", "status"],
+                "Signed HTTP API calls by endpoint, status and app (configured apps only)",
+                &["endpoint", "status", "app"],
+            ),
+            app_messages: counter_vec(
+                r,
+                "app_ws_messages_total",
+                "WebSocket frames per app, by direction (sent: queued to sockets; received)",
+                &["app", "direction"],
+            ),
+            app_bytes: counter_vec(
+                r,
+                "app_ws_bytes_total",
+                "WebSocket bytes per app, by direction",
+                &["app", "direction"],
             ),
             broadcast_latency,
             rate_limit_hits: counter_vec(
@@ -160,10 +185,29 @@ impl Metrics {
         }
     }
 
-    /// Counts one publish that reached `recipients` sockets with a frame of `len` bytes.
-    pub fn delivered(&self, recipients: usize, len: usize) {
+    /// Counts one publish of `app` that reached `recipients` sockets with a frame of `len`
+    /// bytes. `app` must be a configured app (it is a label value).
+    pub fn delivered(&self, app: &str, recipients: usize, len: usize) {
         self.messages_sent.inc_by(recipients as u64);
         self.bytes_sent.inc_by((recipients * len) as u64);
+        if recipients > 0 {
+            self.app_messages
+                .with_label_values(&[app, "sent"])
+                .inc_by(recipients as u64);
+            self.app_bytes
+                .with_label_values(&[app, "sent"])
+                .inc_by((recipients * len) as u64);
+        }
+    }
+
+    /// The counters of one (configured) app.
+    pub fn app(&self, app: &str) -> AppCounters {
+        AppCounters {
+            messages_sent: self.app_messages.with_label_values(&[app, "sent"]),
+            bytes_sent: self.app_bytes.with_label_values(&[app, "sent"]),
+            messages_received: self.app_messages.with_label_values(&[app, "received"]),
+            bytes_received: self.app_bytes.with_label_values(&[app, "received"]),
+        }
     }
 
     /// The text exposition format.

@@ -321,10 +321,62 @@ async fn health_metrics_and_unknown_routes() {
         "sockudo_ws_messages_sent_total",
         "sockudo_ws_messages_received_total",
         "sockudo_broadcast_latency_seconds_bucket",
-        "sockudo_http_requests_total{endpoint=\"events\",status=\"200\"} 1",
     ] {
         assert!(text.contains(name), "{name} missing in\n{text}");
     }
+    // Per-app labels, for configured apps only.
+    let sample = |parts: &[&str]| {
+        text.lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(
+        sample(&[
+            "sockudo_http_requests_total{",
+            "endpoint=\"events\"",
+            "status=\"200\"",
+            "app=\"1234\""
+        ])
+        .as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&[
+            "sockudo_app_ws_messages_total{",
+            "app=\"1234\"",
+            "direction=\"sent\""
+        ])
+        .as_deref(),
+        Some("1"),
+        "the event's one delivery; {text}"
+    );
+    assert!(
+        sample(&[
+            "sockudo_app_ws_messages_total{",
+            "app=\"1234\"",
+            "direction=\"received\""
+        ])
+        .is_some(),
+        "{text}"
+    );
+    // An unknown app id is counted (the extractor's 404) under app="unknown", not its id.
+    let (s, _) = api.get("/apps/999999/channels", &[]).await;
+    assert_eq!(s, 404);
+    let text = reqwest::get(format!("http://{}/metrics", server.metrics_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("999999"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sockudo_http_requests_total{")
+                && l.contains("app=\"unknown\"")
+                && l.contains("status=\"404\"")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -373,11 +425,22 @@ async fn websocket_connect_rate_limit() {
     let server = start(cfg).await;
     let _a = connect(&server).await;
     let _b = connect(&server).await;
-    let url = format!("ws://{}/app/{KEY}", server.addr);
-    match tokio_tungstenite::connect_async(url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
-        other => panic!("expected 429, got {other:?}"),
-    }
+    // Upgraded, then refused the Pusher way: 4100 makes clients back off and retry.
+    let mut ws = connect_raw(&server, KEY).await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["event"], "pusher:error", "{err}");
+    assert_eq!(err["data"]["code"], 4100, "{err}");
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in"),
+        "{err}"
+    );
+    assert_eq!(
+        close_code(&mut ws, std::time::Duration::from_secs(5)).await,
+        4100
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub(super) struct Session {
     /// Signed in, or holds a private/presence subscription (for `enable_user_authentication`).
     authenticated: bool,
     client_event_tat: Option<u64>,
+    /// This app's per-app counters, resolved once.
+    counters: crate::metrics::AppCounters,
 }
 
 /// What the loop does after a frame.
@@ -80,6 +82,7 @@ impl Session {
     pub(super) fn new(state: Arc<ServerState>, app: Arc<App>, handle: Arc<ConnHandle>) -> Self {
         Session {
             hub: state.hub().app(&app.id),
+            counters: state.metrics.app(&app.id),
             socket_id: handle.socket_id.to_string(),
             state,
             app,
@@ -164,6 +167,8 @@ impl Session {
                         Some(Ok(Message::Text(text))) => {
                             self.state.metrics.messages_received.inc();
                             self.state.metrics.bytes_received.inc_by(text.len() as u64);
+                            self.counters.messages_received.inc();
+                            self.counters.bytes_received.inc_by(text.len() as u64);
                             if let Flow::Close(code) = self.on_text(text.as_str()).await {
                                 break code;
                             }
@@ -584,7 +589,7 @@ impl Session {
             )
             .await
         {
-            Ok(n) => self.state.metrics.delivered(n, frame.len()),
+            Ok(n) => self.state.metrics.delivered(&self.app.id, n, frame.len()),
             Err(e) => tracing::warn!(error = %e, %channel, "client event not relayed"),
         }
         self.state.webhooks.client_event(

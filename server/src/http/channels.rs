@@ -3,17 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::cache::{cache_channel_key, channels_listing_key};
 use crate::channel::ChannelType;
-use crate::http::authenticate;
+use crate::http::Authed;
 use crate::http::error::ApiError;
-use crate::http::events::record;
 use crate::hub::ChannelCounts;
 use crate::state::ServerState;
 
@@ -88,153 +85,132 @@ async fn channels_listing(
 /// `GET /apps/{id}/channels?filter_by_prefix=&info=user_count,subscription_count`
 pub async fn list(
     State(state): State<Arc<ServerState>>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        let prefix = authed
-            .params
-            .get("filter_by_prefix")
-            .cloned()
-            .unwrap_or_default();
-        let attrs = attributes(&authed.params);
-        if attrs.iter().any(|a| a == "user_count") && !prefix.starts_with("presence-") {
-            return Err(ApiError::bad_request(
-                "info=user_count needs filter_by_prefix=presence-",
-            ));
-        }
-        let channels = channels_listing(&state, &authed.app.id).await?;
-        let mut out = Map::new();
-        for (name, counts) in channels {
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            let mut a = Map::new();
-            if attrs.iter().any(|x| x == "user_count") {
-                a.insert("user_count".into(), json!(counts.user_count.unwrap_or(0)));
-            }
-            if attrs.iter().any(|x| x == "subscription_count") {
-                a.insert(
-                    "subscription_count".into(),
-                    json!(counts.subscription_count),
-                );
-            }
-            out.insert(name, Value::Object(a));
-        }
-        let mut body = Map::new();
-        body.insert("channels".into(), Value::Object(out));
-        mark_incomplete(&state, &mut body);
-        Ok(Json(Value::Object(body)).into_response())
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let prefix = authed
+        .params
+        .get("filter_by_prefix")
+        .cloned()
+        .unwrap_or_default();
+    let attrs = attributes(&authed.params);
+    if attrs.iter().any(|a| a == "user_count") && !prefix.starts_with("presence-") {
+        return Err(ApiError::bad_request(
+            "info=user_count needs filter_by_prefix=presence-",
+        ));
     }
-    .await;
-    record(&state, "channels", result)
+    let channels = channels_listing(&state, &authed.app.id).await?;
+    let mut out = Map::new();
+    for (name, counts) in channels {
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let mut a = Map::new();
+        if attrs.iter().any(|x| x == "user_count") {
+            a.insert("user_count".into(), json!(counts.user_count.unwrap_or(0)));
+        }
+        if attrs.iter().any(|x| x == "subscription_count") {
+            a.insert(
+                "subscription_count".into(),
+                json!(counts.subscription_count),
+            );
+        }
+        out.insert(name, Value::Object(a));
+    }
+    let mut body = Map::new();
+    body.insert("channels".into(), Value::Object(out));
+    mark_incomplete(&state, &mut body);
+    Ok(Json(Value::Object(body)).into_response())
 }
 
 /// `GET /apps/{id}/channels/{channel}?info=subscription_count,user_count,cache`
 pub async fn one(
     State(state): State<Arc<ServerState>>,
-    Path((app_id, channel)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        let attrs = attributes(&authed.params);
-        let kind = ChannelType::of(&channel);
-        if attrs.iter().any(|a| a == "user_count") && !kind.is_presence() {
-            return Err(ApiError::bad_request("info=user_count is only for presence channels"));
-        }
-        let counts = state
-            .adapter
-            .channel_counts(&authed.app.id, &channel)
+    Path((_app_id, channel)): Path<(String, String)>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let attrs = attributes(&authed.params);
+    let kind = ChannelType::of(&channel);
+    if attrs.iter().any(|a| a == "user_count") && !kind.is_presence() {
+        return Err(ApiError::bad_request(
+            "info=user_count is only for presence channels",
+        ));
+    }
+    let counts = state
+        .adapter
+        .channel_counts(&authed.app.id, &channel)
+        .await
+        .map_err(service)?;
+    let mut out = Map::new();
+    out.insert("occupied".into(), json!(counts.is_some()));
+    if attrs.iter().any(|a| a == "subscription_count") {
+        out.insert(
+            "subscription_count".into(),
+            json!(counts.map_or(0, |c| c.subscription_count)),
+        );
+    }
+    if attrs.iter().any(|a| a == "user_count") {
+        out.insert(
+            "user_count".into(),
+            json!(counts.and_then(|c| c.user_count).unwrap_or(0)),
+        );
+    }
+    if attrs.iter().any(|a| a == "cache") && kind.cache {
+        let cached = state
+            .cache
+            .get(&cache_channel_key(&authed.app.id, &channel))
             .await
             .map_err(service)?;
-        let mut out = Map::new();
-        out.insert("occupied".into(), json!(counts.is_some()));
-        if attrs.iter().any(|a| a == "subscription_count") {
-            out.insert("subscription_count".into(), json!(counts.map_or(0, |c| c.subscription_count)));
-        }
-        if attrs.iter().any(|a| a == "user_count") {
-            out.insert("user_count".into(), json!(counts.and_then(|c| c.user_count).unwrap_or(0)));
-        }
-        if attrs.iter().any(|a| a == "cache") && kind.cache {
-            let cached = state
-                .cache
-                .get(&cache_channel_key(&authed.app.id, &channel))
-                .await
-                .map_err(service)?;
-            if let Some(c) = cached {
-                let frame: Value = serde_json::from_str(&c.value).unwrap_or(Value::Null);
-                out.insert(
+        if let Some(c) = cached {
+            let frame: Value = serde_json::from_str(&c.value).unwrap_or(Value::Null);
+            out.insert(
                     "cache".into(),
                     json!({ "data": frame.get("data").cloned().unwrap_or(Value::Null), "ttl": c.ttl.as_secs() }),
                 );
-            }
         }
-        mark_incomplete(&state, &mut out);
-        Ok(Json(Value::Object(out)).into_response())
     }
-    .await;
-    record(&state, "channel", result)
+    mark_incomplete(&state, &mut out);
+    Ok(Json(Value::Object(out)).into_response())
 }
 
 /// `GET /apps/{id}/channels/{channel}/users`
 pub async fn users(
     State(state): State<Arc<ServerState>>,
-    Path((app_id, channel)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        if !ChannelType::of(&channel).is_presence() {
-            return Err(ApiError::bad_request(
-                "users are only listed for presence channels",
-            ));
-        }
-        let ids = state
-            .adapter
-            .presence_user_ids(&authed.app.id, &channel)
-            .await
-            .map_err(service)?;
-        let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
-        let mut body = Map::new();
-        body.insert("users".into(), Value::Array(users));
-        mark_incomplete(&state, &mut body);
-        Ok(Json(Value::Object(body)).into_response())
+    Path((_app_id, channel)): Path<(String, String)>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    if !ChannelType::of(&channel).is_presence() {
+        return Err(ApiError::bad_request(
+            "users are only listed for presence channels",
+        ));
     }
-    .await;
-    record(&state, "users", result)
+    let ids = state
+        .adapter
+        .presence_user_ids(&authed.app.id, &channel)
+        .await
+        .map_err(service)?;
+    let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
+    let mut body = Map::new();
+    body.insert("users".into(), Value::Array(users));
+    mark_incomplete(&state, &mut body);
+    Ok(Json(Value::Object(body)).into_response())
 }
 
 /// `POST /apps/{id}/users/{user}/terminate_connections`
 pub async fn terminate(
     State(state): State<Arc<ServerState>>,
-    Path((app_id, user_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        let n = state
-            .adapter
-            .terminate_user_connections(&authed.app.id, &user_id)
-            .await
-            .map_err(service)?;
-        tracing::info!(app_id = %authed.app.id, %user_id, connections = n.count, complete = n.complete, "terminated user connections");
-        Ok(Json(if n.complete {
-            json!({})
-        } else {
-            json!({ "incomplete": true })
-        })
-        .into_response())
-    }
-    .await;
-    record(&state, "terminate_connections", result)
+    Path((_app_id, user_id)): Path<(String, String)>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let n = state
+        .adapter
+        .terminate_user_connections(&authed.app.id, &user_id)
+        .await
+        .map_err(service)?;
+    tracing::info!(app_id = %authed.app.id, %user_id, connections = n.count, complete = n.complete, "terminated user connections");
+    Ok(Json(if n.complete {
+        json!({})
+    } else {
+        json!({ "incomplete": true })
+    })
+    .into_response())
 }

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -16,8 +15,8 @@ use crate::apps::App;
 use crate::cache::cache_channel_key;
 use crate::channel::{ChannelKind, ChannelType, SERVER_TO_USER_PREFIX, validate_name};
 use crate::connection::handle::Frame;
+use crate::http::Authed;
 use crate::http::error::ApiError;
-use crate::http::{Authed, authenticate};
 use crate::protocol::server::{self as frames, EventData};
 use crate::socket_id::SocketId;
 use crate::state::ServerState;
@@ -47,79 +46,51 @@ struct Batch {
     batch: Vec<PublishEvent>,
 }
 
-pub(crate) fn record(
-    state: &ServerState,
-    endpoint: &str,
-    resp: Result<Response, ApiError>,
-) -> Response {
-    let resp = resp.unwrap_or_else(IntoResponse::into_response);
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[endpoint, resp.status().as_str()])
-        .inc();
-    resp
-}
-
+/// `POST /apps/{id}/events`
 pub async fn trigger(
     State(state): State<Arc<ServerState>>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        let event: PublishEvent = parse_json(&authed)?;
-        let info = publish(&state, &authed.app, &event).await?;
-        Ok(match info {
-            Some(channels) => Json(json!({ "channels": channels })).into_response(),
-            None => Json(json!({})).into_response(),
-        })
-    }
-    .await;
-    record(&state, "events", result)
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let event: PublishEvent = parse_json(&authed)?;
+    let info = publish(&state, &authed.app, &event).await?;
+    Ok(match info {
+        Some(channels) => Json(json!({ "channels": channels })).into_response(),
+        None => Json(json!({})).into_response(),
+    })
 }
 
+/// `POST /apps/{id}/batch_events`
 pub async fn trigger_batch(
     State(state): State<Arc<ServerState>>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    let result = async {
-        let authed = authenticate(&state, &app_id, &method, &uri, body).await?;
-        let batch: Batch = parse_json(&authed)?;
-        let max = authed.app.limits.max_event_batch_size;
-        if batch.batch.len() > max {
-            return Err(ApiError::bad_request(format!(
-                "batch has {} events; the limit is {max}",
-                batch.batch.len()
-            )));
-        }
-        // Validate every event before publishing any, so a bad batch publishes nothing.
-        for event in &batch.batch {
-            validate(&authed.app, event)?;
-        }
-        let mut infos = Vec::with_capacity(batch.batch.len());
-        let mut any_info = false;
-        for event in &batch.batch {
-            let info = publish(&state, &authed.app, event).await?;
-            any_info |= info.is_some();
-            infos.push(
-                info.and_then(|mut m| m.values_mut().next().map(std::mem::take))
-                    .unwrap_or(json!({})),
-            );
-        }
-        Ok(if any_info {
-            Json(json!({ "batch": infos })).into_response()
-        } else {
-            Json(json!({})).into_response()
-        })
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let batch: Batch = parse_json(&authed)?;
+    let max = authed.app.limits.max_event_batch_size;
+    if batch.batch.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "batch has {} events; the limit is {max}",
+            batch.batch.len()
+        )));
     }
-    .await;
-    record(&state, "batch_events", result)
+    // Validate every event before publishing any, so a bad batch publishes nothing.
+    for event in &batch.batch {
+        validate(&authed.app, event)?;
+    }
+    let mut infos = Vec::with_capacity(batch.batch.len());
+    let mut any_info = false;
+    for event in &batch.batch {
+        let info = publish(&state, &authed.app, event).await?;
+        any_info |= info.is_some();
+        infos.push(
+            info.and_then(|mut m| m.values_mut().next().map(std::mem::take))
+                .unwrap_or(json!({})),
+        );
+    }
+    Ok(if any_info {
+        Json(json!({ "batch": infos })).into_response()
+    } else {
+        Json(json!({})).into_response()
+    })
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(authed: &'a Authed) -> Result<T, ApiError> {
@@ -232,7 +203,7 @@ async fn publish(
         }
         // Nothing was delivered anywhere: the client may retry without duplicates.
         .map_err(|e| ApiError::unavailable(e.to_string(), 1))?;
-        state.metrics.delivered(sent, frame.len());
+        state.metrics.delivered(&app.id, sent, frame.len());
         if ChannelType::of(channel).cache {
             let ttl = Duration::from_secs(state.config.cache.cache_channel_ttl_seconds);
             if let Err(e) = state

@@ -4,21 +4,18 @@ pub mod channels;
 pub mod error;
 pub mod events;
 pub mod signature;
+pub mod signed;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::apps::App;
 use crate::connection;
 use crate::health;
 use crate::rate_limit::client_ip::client_ip;
@@ -41,7 +38,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(channels::terminate),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), limit_api));
+        .layer(middleware::from_fn_with_state(state.clone(), limit_api))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            signed::record,
+        ));
     Router::new()
         .merge(api)
         .route("/app/{key}", get(connection::upgrade))
@@ -52,61 +53,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-/// A verified API request.
-pub struct Authed {
-    pub app: Arc<App>,
-    pub body: Bytes,
-    pub params: HashMap<String, String>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Reads the body (413 past `http_api.request_limit_kb`) and checks the signature.
-pub async fn authenticate(
-    state: &ServerState,
-    app_id: &str,
-    method: &Method,
-    uri: &Uri,
-    body: Body,
-) -> Result<Authed, ApiError> {
-    let app = state.apps.by_id(app_id).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "app_not_found",
-            format!("no app with id {app_id:?}"),
-        )
-    })?;
-    let limit = state.config.http_api.request_limit_kb * 1024;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes")))?;
-    signature::verify(
-        &app,
-        &signature::SignedRequest {
-            method: method.as_str(),
-            path: uri.path(),
-            query: uri.query(),
-            body: &body,
-        },
-        now_secs(),
-        state.config.http_api.timestamp_window_secs,
-    )?;
-    if !app.enabled {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            "app is disabled",
-        ));
-    }
-    let params = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    Ok(Authed { app, body, params })
-}
+pub use signed::Authed;
 
 fn rate_headers(resp: &mut Response, d: &Decision) {
     let h = resp.headers_mut();

@@ -441,7 +441,7 @@ impl Core {
             (None, Some(u)) => hub.send_to_user(u, &frame),
             (None, None) => 0,
         };
-        self.metrics.delivered(sent, frame.len());
+        self.metrics.delivered(app, sent, frame.len());
     }
 
     fn on_control(&self, from: &NodeRef, env: Envelope) {
