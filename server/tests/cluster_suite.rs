@@ -147,7 +147,12 @@ impl Node {
 
     fn start(&mut self) {
         let log = std::fs::File::create(self.config.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sockudo"))
+        // SOCKUDO_BIN overrides the binary (several worktrees may share one target directory).
+        let bin = std::env::var_os("SOCKUDO_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_sockudo")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
