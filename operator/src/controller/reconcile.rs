@@ -29,8 +29,8 @@ use crate::validate::validate;
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a SockudoCluster waiting for pods or backends is looked at.
 const WAITING: Duration = Duration::from_secs(10);
-/// How often a managed Redis Cluster being bootstrapped is stepped: each step waits on gossip
-/// the previous one started, which takes a second or two.
+/// How often a managed Redis Cluster being bootstrapped, rebalanced or drained is stepped: each
+/// step waits on gossip the previous one started, which takes a second or two.
 const BOOTSTRAPPING: Duration = Duration::from_secs(2);
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -187,10 +187,14 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let bootstrapping = new
-        .redis_cluster
-        .as_ref()
-        .is_some_and(|c| c.phase == RedisClusterPhase::Bootstrapping);
+    let bootstrapping = new.redis_cluster.as_ref().is_some_and(|c| {
+        matches!(
+            c.phase,
+            RedisClusterPhase::Bootstrapping
+                | RedisClusterPhase::Rebalancing
+                | RedisClusterPhase::Draining
+        )
+    });
     Ok(match problem {
         Some(Problem::InvalidSpec(_)) => Action::await_change(),
         _ if bootstrapping => Action::requeue(BOOTSTRAPPING),
@@ -199,9 +203,10 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     })
 }
 
-/// One bootstrap step of the managed Redis Cluster, once its pods are ready (or its addresses
-/// are overridden for tests). A failing step is logged and reported in `lastStep`, not an error
-/// of the reconcile: the next step observes again.
+/// One step of the managed Redis Cluster (bootstrap, rebalance or drain), once its pods are
+/// ready (or its addresses are overridden for tests). A failing step is logged and reported in
+/// `lastStep`, not an error of the reconcile: the next step observes again. The previous status
+/// is kept otherwise, `statefulSetMasters` included, so the StatefulSet keeps its size.
 async fn bootstrap_step(
     target: &Target,
     observed: &super::status::Observed,
@@ -216,7 +221,7 @@ async fn bootstrap_step(
     match redis_cluster::step(&target.nodes, target.goal).await {
         Ok(s) => Some(s),
         Err(e) => {
-            warn!(error = %e, cluster = %target.name, "Redis Cluster bootstrap step failed");
+            warn!(error = %e, cluster = %target.name, "Redis Cluster step failed");
             let mut s = observed.redis_cluster.clone()?;
             s.last_step = Some(format!("failed: {e}"));
             Some(s)
