@@ -22,7 +22,7 @@ pub fn stateful_set_masters(instance: &RedisInstance, cluster: &SockudoCluster) 
     let spec = masters(&instance.spec.managed.clone().unwrap_or_default());
     let recorded = operated(cluster)
         .filter(|o| o.role == instance.role)
-        .and_then(|_| cluster.status.as_ref())
+        .and(cluster.status.as_ref())
         .and_then(|s| s.redis_cluster.as_ref())
         .and_then(|c| c.stateful_set_masters);
     spec.max(recorded.unwrap_or(spec))

@@ -53,7 +53,7 @@ async fn run_to_ready(servers: &[RedisServer], goal: Goal) -> RedisClusterStatus
 async fn client(servers: &[RedisServer]) -> redis::cluster_async::ClusterConnection {
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
     ClusterClientBuilder::new(urls)
-        .password(PASSWORD.to_string())
+        .password(PASSWORD)
         .build()
         .unwrap()
         .get_async_connection()
@@ -126,7 +126,7 @@ fn writer(servers: &[RedisServer], stop: Arc<AtomicBool>) -> tokio::task::JoinHa
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
     tokio::spawn(async move {
         let mut conn = ClusterClientBuilder::new(urls)
-            .password(PASSWORD.to_string())
+            .password(PASSWORD)
             .build()
             .unwrap()
             .get_async_connection()

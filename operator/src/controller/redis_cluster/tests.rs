@@ -60,8 +60,11 @@ const FOUR: Goal = Goal {
     replicas_per_master: 1,
 };
 
+/// Slots per pod.
+type Owned = Vec<Vec<(u16, u16)>>;
+
 /// The formed 3-shard cluster: masters on pods 0, 2, 4, each followed by the next pod.
-fn formed() -> (Vec<Vec<(u16, u16)>>, Vec<Option<usize>>) {
+fn formed() -> (Owned, Vec<Option<usize>>) {
     (
         vec![
             vec![(0, 5460)],
@@ -222,7 +225,7 @@ fn scaling_out_meets_the_new_shard_attaches_its_replica_then_moves_a_batch() {
 
 #[test]
 fn balanced_four_shards_are_ready() {
-    let own: Vec<Vec<(u16, u16)>> = (0..8)
+    let own: Owned = (0..8)
         .map(|p| {
             if p % 2 == 0 {
                 let k = (p / 2) as u16;
@@ -292,7 +295,7 @@ fn a_migration_marker_towards_a_node_no_pod_has_is_cleared() {
 
 #[test]
 fn scaling_in_drains_the_departing_shard_then_resets_and_forgets_it() {
-    let own: Vec<Vec<(u16, u16)>> = (0..8)
+    let own: Owned = (0..8)
         .map(|p| {
             if p % 2 == 0 {
                 let k = (p / 2) as u16;
