@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use redis::cluster::ClusterClientBuilder;
 use sockudo_operator::controller::redis_cluster::{self, Goal, Nodes};
 use sockudo_operator::crd::{RedisClusterPhase, RedisClusterStatus};
-use sockudo_test_backends::RedisServer;
+use sockudo_test_backends::{RedisCluster, RedisServer};
 
 const PASSWORD: &str = "generated-test-password";
 const THREE: Goal = Goal {
@@ -38,8 +38,14 @@ fn start(n: usize) -> Vec<RedisServer> {
 fn nodes_of(servers: &[RedisServer]) -> Nodes {
     Nodes {
         addresses: servers.iter().map(RedisServer::address).collect(),
-        password: Some(PASSWORD.into()),
+        password: password_of(servers).map(str::to_string),
     }
+}
+
+/// Nodes of the harness's `redis-cli --cluster create` have no password; the others [`PASSWORD`].
+fn password_of(servers: &[RedisServer]) -> Option<&'static str> {
+    let set = servers[0].cli(&["config", "get", "requirepass"]).unwrap();
+    set.contains(PASSWORD).then_some(PASSWORD)
 }
 
 async fn run_to_ready(servers: &[RedisServer], goal: Goal) -> RedisClusterStatus {
@@ -52,8 +58,11 @@ async fn run_to_ready(servers: &[RedisServer], goal: Goal) -> RedisClusterStatus
 
 async fn client(servers: &[RedisServer]) -> redis::cluster_async::ClusterConnection {
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    ClusterClientBuilder::new(urls)
-        .password(PASSWORD)
+    let mut builder = ClusterClientBuilder::new(urls);
+    if let Some(p) = password_of(servers) {
+        builder = builder.password(p);
+    }
+    builder
         .build()
         .unwrap()
         .get_async_connection()
@@ -124,9 +133,10 @@ fn id_of(s: &RedisServer) -> String {
 /// Writes `live:N` keys until stopped; returns how many were acknowledged.
 fn writer(servers: &[RedisServer], stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let password = password_of(servers).unwrap();
     tokio::spawn(async move {
         let mut conn = ClusterClientBuilder::new(urls)
-            .password(PASSWORD)
+            .password(password)
             .build()
             .unwrap()
             .get_async_connection()
@@ -296,6 +306,37 @@ async fn an_interrupted_migration_resumes_from_what_the_nodes_say() {
     assert_shape(&servers, FOUR);
     assert_keys(&servers, "key", KEYS).await;
     assert_keys(&servers, "{half}", 40).await;
+}
+
+/// A cluster formed by `redis-cli --cluster create` (masters on the first pods, replicas after)
+/// is reshaped into the operator's shards: a shard without a master gets one, replicas follow
+/// their shard, slots move; no key is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_formed_with_another_layout_is_reshaped_into_shards() {
+    let formed = RedisCluster::start(3, 1).unwrap();
+    let servers = formed.nodes;
+    write_keys(&servers, "key", KEYS).await;
+    let status = run_to_ready(&servers, THREE).await;
+    assert_eq!((status.masters, status.replicas), (3, 3), "{status:?}");
+    assert_shape(&servers, THREE);
+    assert_keys(&servers, "key", KEYS).await;
+    let views = redis_cluster::observe_all(&nodes_of(&servers))
+        .await
+        .unwrap();
+    for shard in 0..3 {
+        let (a, b) = (&views[2 * shard], &views[2 * shard + 1]);
+        let replica = [a, b]
+            .into_iter()
+            .find(|v| v.myself().unwrap().is_replica())
+            .unwrap();
+        let master = if std::ptr::eq(replica, a) { b } else { a };
+        assert!(master.owns_slots(), "shard {shard}");
+        assert_eq!(
+            replica.myself().unwrap().master_id.as_deref(),
+            Some(master.id.as_str()),
+            "shard {shard}"
+        );
+    }
 }
 
 /// The builder sizes the StatefulSet from the spec and `status.redisCluster.statefulSetMasters`:

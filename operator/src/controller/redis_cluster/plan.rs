@@ -51,6 +51,9 @@ pub enum Action {
     Stabilize { pod: usize, slots: Vec<u16> },
     /// `CLUSTER RESET HARD` on departing pods that own no slot: they leave the cluster.
     Reset { pods: Vec<usize> },
+    /// `CLUSTER RESET SOFT` on the primary of a shard that has no master (it replicates another
+    /// shard's): it becomes an empty master, keeps its id, and is met again.
+    Promote { pod: usize },
     /// `CLUSTER FORGET` of node ids no pod has any more, on each remaining pod.
     Forget { forget: Vec<(usize, Vec<String>)> },
     /// Nothing to do but wait for gossip (a node not yet knowing another, the state not yet ok).
@@ -110,6 +113,9 @@ impl Action {
                 ranges_text(slots.iter().copied())
             ),
             Action::Reset { pods } => format!("CLUSTER RESET HARD on departing pods {pods:?}"),
+            Action::Promote { pod } => {
+                format!("CLUSTER RESET SOFT on pod {pod} to make it its shard's master")
+            }
             Action::Forget { forget } => {
                 let ids: BTreeSet<&str> = forget
                     .iter()
@@ -217,6 +223,17 @@ fn assign_free_slots(views: &[NodeView], goal: Goal) -> Option<Action> {
 /// The other pods of a remaining shard replicate its master: an empty master (a new or reset
 /// pod) and a replica of a node outside the shard (one that followed a departing master).
 fn attach_replicas(views: &[NodeView], goal: Goal) -> Option<Action> {
+    // A shard whose pods all replicate other shards (a cluster formed with another layout)
+    // first gets a master of its own.
+    for k in 0..goal.masters {
+        let primary = goal.primary(k);
+        if primary < views.len()
+            && shard_master(views, goal, k).is_none()
+            && views[primary].myself().is_some_and(NodeEntry::is_replica)
+        {
+            return Some(Action::Promote { pod: primary });
+        }
+    }
     for pod in 0..goal.pods().min(views.len()) {
         let shard = goal.shard_of(pod);
         let Some(master_pod) = shard_master(views, goal, shard) else {

@@ -125,6 +125,9 @@ pub fn unfinished(views: &[NodeView], members: &[usize]) -> Option<Action> {
 pub fn next(views: &[NodeView], goal: Goal, members: &[usize]) -> Option<Action> {
     let counts = shard_slots(views, goal);
     let excess = |k: usize| counts[k] as i64 - goal.quota(k) as i64;
+    if counts.iter().enumerate().all(|(k, _)| excess(k) == 0) {
+        return consolidate(views, goal, members);
+    }
     let donor = (goal.masters..counts.len())
         .rev()
         .find(|&k| counts[k] > 0)
@@ -150,6 +153,11 @@ pub fn next(views: &[NodeView], goal: Goal, members: &[usize]) -> Option<Action>
     let mine = views[from].myself()?;
     let mut slots: Vec<u16> = mine.slot_list().rev().take(n).collect();
     slots.reverse();
+    Some(batch(views, members, from, to, slots))
+}
+
+/// Fresh moves of `slots` from `from` to `to`.
+fn batch(views: &[NodeView], members: &[usize], from: usize, to: usize, slots: Vec<u16>) -> Action {
     let moves = slots
         .into_iter()
         .map(|slot| SlotMove {
@@ -163,8 +171,31 @@ pub fn next(views: &[NodeView], goal: Goal, members: &[usize]) -> Option<Action>
             keys: true,
         })
         .collect();
-    Some(Action::Migrate {
+    Action::Migrate {
         moves,
         masters: masters(views, members),
-    })
+    }
+}
+
+/// A balanced shard with slots on two of its masters (a cluster formed with another layout)
+/// gathers them on its master; the emptied one then replicates it.
+fn consolidate(views: &[NodeView], goal: Goal, members: &[usize]) -> Option<Action> {
+    for k in 0..goal.masters {
+        let Some(to) = shard_master(views, goal, k) else {
+            continue;
+        };
+        let all = goal.shard_pods(k);
+        let Some(from) =
+            (all.start..all.end.min(views.len())).find(|&p| p != to && views[p].owns_slots())
+        else {
+            continue;
+        };
+        let slots = views[from]
+            .myself()?
+            .slot_list()
+            .take(SLOTS_PER_STEP)
+            .collect();
+        return Some(batch(views, members, from, to, slots));
+    }
+    None
 }

@@ -396,3 +396,53 @@ fn a_slot_assigned_out_of_plan_is_moved_back_by_migration() {
     assert_eq!(moves.len(), 1);
     assert_eq!((moves[0].slot, moves[0].from, moves[0].to), (16000, 2, 4));
 }
+
+#[test]
+fn a_cluster_formed_masters_first_converges_to_shards() {
+    // The previous layout: masters on pods 0, 1, 2 and pods 3, 4, 5 replicating them.
+    let own = vec![
+        vec![(0, 5460)],
+        vec![(5461, 10921)],
+        vec![(10922, 16383)],
+        vec![],
+        vec![],
+        vec![],
+    ];
+    let v = views(&own, &[None, None, None, Some(0), Some(1), Some(2)], true);
+    // Shard 2 (pods 4 and 5) has no master: its primary becomes one.
+    assert_eq!(plan(&v, GOAL), Action::Promote { pod: 4 });
+    // Promoted and met again: pod 5 follows it, pod 3 (a replica of shard 0) follows pod 2.
+    let v = views(&own, &[None, None, None, Some(0), None, Some(2)], true);
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Replicate {
+            pod: 3,
+            master_pod: 2,
+            master_id: "id2".into()
+        }
+    );
+    let v = views(&own, &[None, None, None, Some(2), None, Some(4)], true);
+    let Action::Migrate { moves, .. } = plan(&v, GOAL) else {
+        panic!()
+    };
+    // Shard 0 holds two masters' slots: the extra goes to shard 2, the one most under quota.
+    assert!(moves.iter().all(|m| (m.from, m.to) == (1, 4)));
+}
+
+#[test]
+fn a_balanced_shard_with_two_slot_owners_gathers_them_on_its_master() {
+    let own = vec![
+        vec![(0, 5000)],
+        vec![(5001, 5460)],
+        vec![(5461, 10921)],
+        vec![],
+        vec![(10922, 16383)],
+        vec![],
+    ];
+    let v = views(&own, &[None, None, None, Some(2), None, Some(4)], true);
+    let Action::Migrate { moves, .. } = plan(&v, GOAL) else {
+        panic!()
+    };
+    assert!(moves.iter().all(|m| (m.from, m.to) == (1, 0)));
+    assert_eq!(moves[0].slot, 5001);
+}
