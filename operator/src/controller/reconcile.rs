@@ -204,9 +204,10 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
 }
 
 /// One step of the managed Redis Cluster (bootstrap, rebalance or drain), once its pods are
-/// ready (or its addresses are overridden for tests). A failing step is logged and reported in
-/// `lastStep`, not an error of the reconcile: the next step observes again. The previous status
-/// is kept otherwise, `statefulSetMasters` included, so the StatefulSet keeps its size.
+/// ready (or its addresses are overridden for tests). A failing action is logged and reported in
+/// `lastStep` with what was observed, not an error of the reconcile: the next step observes
+/// again. Until the pods are ready the previous status is kept, `statefulSetMasters` included,
+/// so the StatefulSet keeps its size.
 async fn bootstrap_step(
     target: &Target,
     observed: &super::status::Observed,
@@ -218,15 +219,14 @@ async fn bootstrap_step(
     if !pods_ready && !target.overridden {
         return None;
     }
-    match redis_cluster::step(&target.nodes, target.goal).await {
-        Ok(s) => Some(s),
+    let next = redis_cluster::next_step(&target.nodes, target.goal).await;
+    Some(match next.take(&target.nodes).await {
+        Ok(()) => next.status,
         Err(e) => {
             warn!(error = %e, cluster = %target.name, "Redis Cluster step failed");
-            let mut s = observed.redis_cluster.clone()?;
-            s.last_step = Some(format!("failed: {e}"));
-            Some(s)
+            next.failed(&e)
         }
-    }
+    })
 }
 
 /// Writes the status only when it changed, and records an Event per condition that flipped.

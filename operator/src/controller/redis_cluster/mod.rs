@@ -159,30 +159,63 @@ pub async fn observe_all(nodes: &Nodes) -> Result<Vec<NodeView>, ClusterError> {
     views.into_iter().collect()
 }
 
-/// One step: observe, plan, act. The status describes the cluster before the action (with the
-/// action as `lastStep`); an unreachable node gives `Pending` rather than an error, since pods
-/// not being up yet is the normal start. `Pending` keeps every pod in the StatefulSet: nothing
-/// is known to be drained.
-pub async fn step(nodes: &Nodes, goal: Goal) -> Result<RedisClusterStatus, ClusterError> {
+/// An observed cluster and the action it calls for, not yet taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The cluster before the action, with the action as `lastStep`.
+    pub status: RedisClusterStatus,
+    pub action: Action,
+}
+
+impl Step {
+    pub async fn take(&self, nodes: &Nodes) -> Result<(), ClusterError> {
+        if !matches!(self.action, Action::None | Action::Wait(_)) {
+            info!(step = %self.action.describe(), phase = ?self.status.phase, "Redis Cluster");
+        }
+        client::act(nodes, &self.action).await
+    }
+
+    /// The status to record when taking the action failed: what was observed, and why.
+    pub fn failed(&self, error: &ClusterError) -> RedisClusterStatus {
+        RedisClusterStatus {
+            last_step: Some(format!("{} failed: {error}", self.action.describe())),
+            ..self.status.clone()
+        }
+    }
+}
+
+/// Observes every node and plans. An unreachable node gives `Pending` (and no action) rather
+/// than an error, since pods not being up yet is the normal start; `Pending` keeps every pod in
+/// the StatefulSet, since nothing is known to be drained.
+pub async fn next_step(nodes: &Nodes, goal: Goal) -> Step {
     let views = match observe_all(nodes).await {
         Ok(v) => v,
         Err(e) => {
             debug!(error = %e, "Redis Cluster node not reachable yet");
             let kept = goal.shards_in(nodes.addresses.len()).max(goal.masters);
-            return Ok(RedisClusterStatus {
-                stateful_set_masters: Some(kept as i32),
-                last_step: Some(format!("waiting for nodes: {e}")),
-                ..RedisClusterStatus::default()
-            });
+            return Step {
+                status: RedisClusterStatus {
+                    stateful_set_masters: Some(kept as i32),
+                    last_step: Some(format!("waiting for nodes: {e}")),
+                    ..RedisClusterStatus::default()
+                },
+                action: Action::Wait(e.to_string()),
+            };
         }
     };
     let action = plan(&views, goal);
-    let status = status(&views, goal, &action);
-    if !matches!(action, Action::None | Action::Wait(_)) {
-        info!(step = %action.describe(), phase = ?status.phase, "Redis Cluster");
+    Step {
+        status: status(&views, goal, &action),
+        action,
     }
-    client::act(nodes, &action).await?;
-    Ok(status)
+}
+
+/// One step: observe, plan, act. The status describes the cluster before the action (with the
+/// action as `lastStep`).
+pub async fn step(nodes: &Nodes, goal: Goal) -> Result<RedisClusterStatus, ClusterError> {
+    let next = next_step(nodes, goal).await;
+    next.take(nodes).await?;
+    Ok(next.status)
 }
 
 /// Steps until Ready or `max_steps` have been taken, pausing `pause` between steps; for tests
