@@ -397,3 +397,126 @@ fn the_stateful_set_keeps_departing_pods_until_the_drain_is_recorded() {
     set_masters(&mut example, 3, None);
     assert_eq!(replicas(&example), 3, "nothing recorded yet");
 }
+
+/// The reconcile's loop without an API server: the builder sizes the StatefulSet from the spec
+/// and the recorded status, a stand-in StatefulSet controller starts or stops `redis-server`s to
+/// match (highest ordinals first), the operator steps the cluster through the address override,
+/// and the status it reports is what the next "reconcile" builds from. Scaling 3 -> 4 -> 3
+/// masters keeps every key: the StatefulSet only shrinks once the departing nodes are forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_scale_out_and_in_through_the_stateful_set_size() {
+    use sockudo_operator::build::{Child, desired};
+    use sockudo_operator::controller::Config;
+    use sockudo_operator::crd::SockudoClusterStatus;
+
+    use super::support::Example;
+
+    let mut example = Example::load("redis-cluster-managed.yaml");
+    let set_masters = |e: &mut Example, masters: i32| {
+        let managed = e
+            .cluster
+            .spec
+            .redis
+            .as_mut()
+            .unwrap()
+            .managed
+            .as_mut()
+            .unwrap();
+        managed.masters = Some(masters);
+        managed.replicas_per_master = Some(1);
+    };
+    let stateful_set_replicas = |e: &Example| {
+        desired(&e.inputs())
+            .children
+            .iter()
+            .find_map(|c| match c {
+                Child::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.replicas),
+                _ => None,
+            })
+            .map(|r| usize::try_from(r).unwrap())
+            .unwrap()
+    };
+    let in_cluster = |pod: usize| {
+        let name = "redis-cluster-managed-redis-cluster";
+        format!("{name}-{pod}.{name}.default.svc:6379")
+    };
+    let mut pods: Vec<RedisServer> = Vec::new();
+
+    /// One reconcile: size the StatefulSet, then one step; returns (pods, status).
+    async fn reconcile(
+        example: &mut Example,
+        pods: &mut Vec<RedisServer>,
+        replicas: usize,
+        in_cluster: &dyn Fn(usize) -> String,
+    ) -> (usize, RedisClusterStatus) {
+        while pods.len() < replicas {
+            pods.push(RedisServer::start_cluster_node(Some(PASSWORD)).unwrap());
+        }
+        for mut gone in pods.drain(replicas..) {
+            gone.kill();
+        }
+        let config = Config {
+            backend_addresses: pods
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (in_cluster(i), s.address()))
+                .collect(),
+            ..Config::default()
+        };
+        let target = redis_cluster::target(&example.cluster, &example.generated, &config).unwrap();
+        assert!(target.overridden, "every pod of the StatefulSet runs");
+        let status = redis_cluster::step(&target.nodes, target.goal)
+            .await
+            .unwrap();
+        example.cluster.status = Some(SockudoClusterStatus {
+            redis_cluster: Some(status.clone()),
+            ..SockudoClusterStatus::default()
+        });
+        (pods.len(), status)
+    }
+
+    let mut history = Vec::new();
+    for (masters, expected_pods) in [(3, 6), (4, 8), (3, 6)] {
+        set_masters(&mut example, masters);
+        let mut ready = false;
+        for _ in 0..MAX_STEPS {
+            let replicas = stateful_set_replicas(&example);
+            let (n, status) = reconcile(&mut example, &mut pods, replicas, &in_cluster).await;
+            history.push((masters, n, status.clone()));
+            if status.phase == RedisClusterPhase::Ready && n == expected_pods {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        assert!(ready, "{masters} masters: {:#?}", history.last());
+        let goal = Goal {
+            masters: masters as usize,
+            replicas_per_master: 1,
+        };
+        assert_shape(&pods, goal);
+        if masters == 3 && history.iter().all(|(m, ..)| *m == 3) {
+            write_keys(&pods, "key", KEYS).await;
+        }
+        assert_keys(&pods, "key", KEYS).await;
+    }
+    // While scaling in, the StatefulSet held 8 pods until the step after the FORGET.
+    let scale_in: Vec<_> = history
+        .iter()
+        .skip_while(|(m, ..)| *m != 4)
+        .skip_while(|(m, ..)| *m == 4)
+        .collect();
+    let forgot = scale_in
+        .iter()
+        .position(|(_, _, s)| s.last_step.as_deref().is_some_and(|l| l.contains("FORGET")))
+        .expect("a FORGET step");
+    assert!(
+        scale_in[..=forgot].iter().all(|(_, n, _)| *n == 8),
+        "{scale_in:#?}"
+    );
+    assert!(
+        scale_in
+            .iter()
+            .any(|(_, _, s)| s.phase == RedisClusterPhase::Draining)
+    );
+}
