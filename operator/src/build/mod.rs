@@ -12,6 +12,7 @@ pub mod names;
 pub mod nats;
 pub mod pdb;
 pub mod redis;
+pub mod redis_cluster_size;
 pub mod references;
 pub mod server_config;
 pub mod service_monitor;

@@ -193,7 +193,7 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
     let name = instance.managed_name(inputs.cluster);
     let cluster_mode = instance.mode() == RedisMode::Cluster;
     let replicas = if cluster_mode {
-        cluster_pod_count(&managed)
+        super::redis_cluster_size::stateful_set_pods(instance, inputs.cluster)
     } else {
         1
     };

@@ -7,7 +7,7 @@ use super::apply::Applied;
 use super::status::{Observed, Workload};
 use crate::build::names::LABEL_NAME;
 use crate::build::topology::Topology;
-use crate::crd::{RedisClusterPhase, RedisClusterStatus, RedisMode, SockudoCluster};
+use crate::crd::{RedisMode, SockudoCluster};
 
 pub fn deployment(d: &Deployment) -> Workload {
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -69,13 +69,7 @@ pub fn observed(cluster: &SockudoCluster, applied: &Applied) -> Observed {
                 .status
                 .as_ref()
                 .and_then(|s| s.redis_cluster.clone())
-                .unwrap_or(RedisClusterStatus {
-                    phase: RedisClusterPhase::Pending,
-                    masters: 0,
-                    replicas: 0,
-                    slots_assigned: 0,
-                    last_step: None,
-                })
+                .unwrap_or_default()
         }),
         redis,
     }

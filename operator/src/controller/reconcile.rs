@@ -29,8 +29,8 @@ use crate::validate::validate;
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a SockudoCluster waiting for pods or backends is looked at.
 const WAITING: Duration = Duration::from_secs(10);
-/// How often a managed Redis Cluster being bootstrapped is stepped: each step waits on gossip
-/// the previous one started, which takes a second or two.
+/// How often a managed Redis Cluster being bootstrapped, rebalanced or drained is stepped: each
+/// step waits on gossip the previous one started, which takes a second or two.
 const BOOTSTRAPPING: Duration = Duration::from_secs(2);
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -187,10 +187,14 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let bootstrapping = new
-        .redis_cluster
-        .as_ref()
-        .is_some_and(|c| c.phase == RedisClusterPhase::Bootstrapping);
+    let bootstrapping = new.redis_cluster.as_ref().is_some_and(|c| {
+        matches!(
+            c.phase,
+            RedisClusterPhase::Bootstrapping
+                | RedisClusterPhase::Rebalancing
+                | RedisClusterPhase::Draining
+        )
+    });
     Ok(match problem {
         Some(Problem::InvalidSpec(_)) => Action::await_change(),
         _ if bootstrapping => Action::requeue(BOOTSTRAPPING),
@@ -199,9 +203,11 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     })
 }
 
-/// One bootstrap step of the managed Redis Cluster, once its pods are ready (or its addresses
-/// are overridden for tests). A failing step is logged and reported in `lastStep`, not an error
-/// of the reconcile: the next step observes again.
+/// One step of the managed Redis Cluster (bootstrap, rebalance or drain), once its pods are
+/// ready (or its addresses are overridden for tests). A failing action is logged and reported in
+/// `lastStep` with what was observed, not an error of the reconcile: the next step observes
+/// again. Until the pods are ready the previous status is kept, `statefulSetMasters` included,
+/// so the StatefulSet keeps its size.
 async fn bootstrap_step(
     target: &Target,
     observed: &super::status::Observed,
@@ -213,15 +219,14 @@ async fn bootstrap_step(
     if !pods_ready && !target.overridden {
         return None;
     }
-    match redis_cluster::step(&target.nodes, target.goal).await {
-        Ok(s) => Some(s),
+    let next = redis_cluster::next_step(&target.nodes, target.goal).await;
+    Some(match next.take(&target.nodes).await {
+        Ok(()) => next.status,
         Err(e) => {
-            warn!(error = %e, cluster = %target.name, "Redis Cluster bootstrap step failed");
-            let mut s = observed.redis_cluster.clone()?;
-            s.last_step = Some(format!("failed: {e}"));
-            Some(s)
+            warn!(error = %e, cluster = %target.name, "Redis Cluster step failed");
+            next.failed(&e)
         }
-    }
+    })
 }
 
 /// Writes the status only when it changed, and records an Event per condition that flipped.

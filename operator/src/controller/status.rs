@@ -94,15 +94,30 @@ fn backend_condition(
     if let Some(c) = cluster
         && c.phase != RedisClusterPhase::Ready
     {
-        return Some(Wanted::new(
-            type_,
-            false,
-            "ClusterBootstrapping",
-            format!(
-                "Redis Cluster {:?}: {} of 16384 slots assigned",
-                c.phase, c.slots_assigned
+        let (reason, message) = match c.phase {
+            RedisClusterPhase::Rebalancing => (
+                "ClusterRebalancing",
+                format!(
+                    "Redis Cluster Rebalancing: {} slots to move onto {} masters",
+                    c.slots_to_move, c.masters
+                ),
             ),
-        ));
+            RedisClusterPhase::Draining => (
+                "ClusterDraining",
+                format!(
+                    "Redis Cluster Draining: {} slots to move off departing masters, then they are forgotten",
+                    c.slots_to_move
+                ),
+            ),
+            _ => (
+                "ClusterBootstrapping",
+                format!(
+                    "Redis Cluster {:?}: {} of 16384 slots assigned",
+                    c.phase, c.slots_assigned
+                ),
+            ),
+        };
+        return Some(Wanted::new(type_, false, reason, message));
     }
     Some(if workloads.is_empty() {
         Wanted::new(

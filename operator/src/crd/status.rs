@@ -58,21 +58,26 @@ pub struct Endpoints {
     pub ingress: Option<String>,
 }
 
-/// Where the managed Redis Cluster's bootstrap is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where the managed Redis Cluster is: formed, then kept at the spec's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum RedisClusterPhase {
     /// Waiting for every node to answer.
+    #[default]
     Pending,
     /// Nodes meet, slots are assigned, replicas attached: one step per reconcile.
     Bootstrapping,
-    /// Slots are being moved after a change of the number of masters.
-    Resharding,
-    /// `cluster_state:ok` and all 16384 slots covered.
+    /// Slots are moved between masters (after masters were added, or to finish an interrupted
+    /// migration), a bounded batch per reconcile; `slotsToMove` shows what is left.
+    Rebalancing,
+    /// Masters were removed from the spec: their slots move to the remaining masters, then the
+    /// departing nodes are reset and forgotten; the StatefulSet keeps them until then.
+    Draining,
+    /// `cluster_state:ok`, all 16384 slots covered, and the shape matches the spec.
     Ready,
 }
 
 /// The managed Redis Cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisClusterStatus {
     /// Bootstrap phase.
@@ -86,6 +91,14 @@ pub struct RedisClusterStatus {
     /// Slots covered by a master (16384 when complete).
     #[serde(default)]
     pub slots_assigned: i32,
+    /// Slots still to move before every master holds its even share (0 when balanced).
+    #[serde(default)]
+    pub slots_to_move: i32,
+    /// Masters the StatefulSet keeps pods for. Above `spec...managed.masters` while departing
+    /// masters are drained: the StatefulSet shrinks only once their slots have moved and the
+    /// remaining nodes have forgotten them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful_set_masters: Option<i32>,
     /// The last step taken, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<String>,

@@ -5,6 +5,7 @@ mod cel_rules;
 mod crd_drift;
 mod examples;
 mod redis_cluster_bootstrap;
+mod redis_cluster_scaling;
 mod seed_equivalence;
 mod snapshots;
 mod support;

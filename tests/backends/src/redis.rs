@@ -26,7 +26,7 @@ impl RedisServer {
     /// tests of code that forms the cluster itself (no `redis-cli --cluster create`). With a
     /// password, it is both `requirepass` and `masterauth`, as in the operator's `auth.conf`.
     pub fn start_cluster_node(password: Option<&str>) -> Result<RedisServer, BackendError> {
-        Self::start_on(free_port(), true, password)
+        Self::start_on(free_cluster_port(), true, password)
     }
 
     fn start_on(
@@ -86,6 +86,21 @@ impl RedisServer {
                 cli(self.port, &all)
             }
             None => cli(self.port, args),
+        }
+    }
+}
+
+/// A free port whose cluster bus port (port + 10000) is a valid port and free too: an ephemeral
+/// port can be above 55535, or its bus port taken, and the node then aborts at start.
+fn free_cluster_port() -> u16 {
+    const BUS_OFFSET: u16 = 10000;
+    loop {
+        let port = free_port();
+        let Some(bus) = port.checked_add(BUS_OFFSET) else {
+            continue;
+        };
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, bus)).is_ok() {
+            return port;
         }
     }
 }
@@ -163,7 +178,7 @@ impl RedisCluster {
     pub fn start(masters: usize, replicas_per_master: usize) -> Result<RedisCluster, BackendError> {
         let total = masters * (1 + replicas_per_master);
         let nodes = (0..total)
-            .map(|_| RedisServer::start_on(free_port(), true, None))
+            .map(|_| RedisServer::start_on(free_cluster_port(), true, None))
             .collect::<Result<Vec<_>, _>>()?;
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(RedisServer::address));
