@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec,
     Volume, VolumeMount,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -357,6 +358,17 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
         }),
         ..StatefulSet::default()
     }
+}
+
+/// The PodDisruptionBudget of a managed NATS cluster (none for a single server).
+pub fn pdb(inputs: &Inputs, spec: &NatsSpec) -> Option<PodDisruptionBudget> {
+    super::pdb::backend_pdb(
+        inputs,
+        name(inputs.cluster),
+        "nats",
+        COMPONENT,
+        replicas(spec),
+    )
 }
 
 /// Every child of the managed NATS.

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
     Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -188,15 +189,30 @@ fn ping_probe(period: i32) -> Probe {
     }
 }
 
+/// Pods of a managed instance: one standalone server, or every master and replica.
+pub fn pods(instance: &RedisInstance) -> i32 {
+    match instance.mode() {
+        RedisMode::Standalone => 1,
+        RedisMode::Cluster => cluster_pod_count(&instance.spec.managed.clone().unwrap_or_default()),
+    }
+}
+
+/// The PodDisruptionBudget of a managed Redis Cluster (none for a standalone Redis).
+pub fn pdb(instance: &RedisInstance, inputs: &Inputs) -> Option<PodDisruptionBudget> {
+    super::pdb::backend_pdb(
+        inputs,
+        instance.managed_name(inputs.cluster),
+        "redis",
+        &instance.component(),
+        pods(instance),
+    )
+}
+
 pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
     let managed = instance.spec.managed.clone().unwrap_or_default();
     let name = instance.managed_name(inputs.cluster);
     let cluster_mode = instance.mode() == RedisMode::Cluster;
-    let replicas = if cluster_mode {
-        cluster_pod_count(&managed)
-    } else {
-        1
-    };
+    let replicas = pods(instance);
     let selector = labels(instance, inputs);
     let mut pod_labels = names::labels(inputs.cluster, "redis", &instance.component());
     pod_labels.extend(selector.clone());

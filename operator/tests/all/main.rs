@@ -1,6 +1,7 @@
 //! The operator's integration tests, in one binary to keep link time down on small machines.
 
 mod backend_configs;
+mod budgets;
 mod cel_rules;
 mod crd_drift;
 mod examples;
