@@ -5,6 +5,7 @@ mod budgets;
 mod cel_rules;
 mod crd_drift;
 mod examples;
+mod images;
 mod redis_cluster_bootstrap;
 mod seed_equivalence;
 mod snapshots;

@@ -660,6 +660,14 @@ fn an_invalid_cluster_is_rejected_by_the_schema() {
                 "spec.replicas",
                 "less than or equal to 2147483647",
             ),
+            // And a malformed image digest (the pattern is enforced by every API server).
+            (
+                "digest",
+                json!({"replicas": 1, "image": {"digest": "sha256:ABC"},
+                       "apps": [{"id": "1", "secretRef": {"name": "s"}}]}),
+                "spec.image.digest",
+                "should match '^sha256:[a-f0-9]{64}$'",
+            ),
         ] {
             let raw = json!({
                 "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
