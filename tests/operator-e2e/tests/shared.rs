@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -849,5 +849,134 @@ fn missing_optional_apis_are_skipped_and_reported() {
         );
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
         let _ = pods.list(&ListParams::default()).await.unwrap();
+    });
+}
+
+/// Changing an immutable StatefulSet field (the managed Redis storage size, in its
+/// `volumeClaimTemplates`) re-creates the StatefulSet: the old one is deleted orphaning its pod
+/// and claim, which the new one adopts (same pod, same volume: no downtime); an Event says so,
+/// the SockudoCluster is not Degraded, and it happens once, not on every reconcile.
+#[test]
+fn an_immutable_field_change_recreates_the_stateful_set_and_keeps_its_pod() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("recreate").await;
+        let name = apply_example(&client, &ns, "redis-managed.yaml").await;
+        let sts = format!("{name}-redis");
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let pod_name = format!("{sts}-0");
+        let claim_name = format!("data-{sts}-0");
+        let (old_uid, pod_uid, claim_uid) = eventually(
+            "the Redis StatefulSet, its pod and its claim",
+            PATIENCE,
+            || async {
+                let s = sets.get_opt(&sts).await.map_err(|e| e.to_string())?;
+                let p = pods.get_opt(&pod_name).await.map_err(|e| e.to_string())?;
+                let c = claims
+                    .get_opt(&claim_name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match (s, p, c) {
+                    (Some(s), Some(p), Some(c)) => Ok((s.uid(), p.uid(), c.uid())),
+                    other => Err(format!(
+                        "{:?}",
+                        (other.0.is_some(), other.1.is_some(), other.2.is_some())
+                    )),
+                }
+            },
+        )
+        .await;
+        let storage = |s: &StatefulSet| {
+            s.spec.as_ref()?.volume_claim_templates.as_ref()?[0]
+                .spec
+                .as_ref()?
+                .resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get("storage")
+                .map(|q| q.0.clone())
+        };
+        assert_eq!(
+            storage(&sets.get(&sts).await.unwrap()).as_deref(),
+            Some("1Gi")
+        );
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"redis": {"managed": {"storage": {"size": "3Gi"}}}}}),
+        )
+        .await;
+        let new = eventually(
+            "the StatefulSet re-created with the new volumeClaimTemplates",
+            PATIENCE,
+            || async {
+                let s = sets.get_opt(&sts).await.map_err(|e| e.to_string())?;
+                match s {
+                    Some(s) if s.uid() != old_uid && storage(&s).as_deref() == Some("3Gi") => Ok(s),
+                    Some(s) => Err(format!("uid {:?} storage {:?}", s.uid(), storage(&s))),
+                    None => Err("gone".into()),
+                }
+            },
+        )
+        .await;
+        let new_uid = new.uid();
+
+        // The pod and its volume were kept, and the new StatefulSet adopted the pod.
+        eventually(
+            "the pod adopted by the new StatefulSet",
+            PATIENCE,
+            || async {
+                let p = pods.get(&pod_name).await.map_err(|e| e.to_string())?;
+                let owner = p
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+                    .map(|o| o.uid.clone());
+                if p.uid() != pod_uid {
+                    panic!("the pod was re-created: {:?} -> {:?}", pod_uid, p.uid());
+                }
+                (owner == new_uid)
+                    .then_some(())
+                    .ok_or_else(|| format!("owner {owner:?}"))
+            },
+        )
+        .await;
+        assert_eq!(claims.get(&claim_name).await.unwrap().uid(), claim_uid);
+
+        let c = wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+        assert!(condition_is(&c, "Degraded", "False"), "{}", describe(&c));
+        let events = operator_events(&client, &ns, &name).await;
+        let recreated: Vec<_> = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Recreated"))
+            .collect();
+        assert_eq!(recreated.len(), 1, "one Recreated Event: {recreated:?}");
+        assert!(
+            recreated[0]
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&sts),
+            "{:?}",
+            recreated[0].note
+        );
+
+        // Once: later reconciles leave the new StatefulSet alone.
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"server": {"logLevel": "debug"}}}),
+        )
+        .await;
+        wait_cluster(&client, &ns, &name, "the next generation", observed_current).await;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(sets.get(&sts).await.unwrap().uid(), new_uid);
     });
 }
