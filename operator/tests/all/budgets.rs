@@ -23,24 +23,25 @@ fn budgets(d: &Desired) -> Vec<(&str, i32)> {
         .collect()
 }
 
+/// The child `name` of the kind `pick` selects.
+fn find<'a, T>(d: &'a Desired, name: &str, pick: impl Fn(&'a Child) -> Option<&'a T>) -> &'a T {
+    d.children
+        .iter()
+        .filter(|c| c.name() == name)
+        .find_map(pick)
+        .unwrap_or_else(|| panic!("no {} {name}", std::any::type_name::<T>()))
+}
+
 /// The budget named like a StatefulSet selects exactly that StatefulSet's pods.
 fn assert_selects_its_stateful_set(d: &Desired, name: &str) {
-    let pdb = d
-        .children
-        .iter()
-        .find_map(|c| match c {
-            Child::PodDisruptionBudget(p) if c.name() == name => Some(p),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no PodDisruptionBudget {name}"));
-    let sts = d
-        .children
-        .iter()
-        .find_map(|c| match c {
-            Child::StatefulSet(s) if c.name() == name => Some(s),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no StatefulSet {name}"));
+    let pdb = find(d, name, |c| match c {
+        Child::PodDisruptionBudget(p) => Some(p),
+        _ => None,
+    });
+    let sts = find(d, name, |c| match c {
+        Child::StatefulSet(s) => Some(s),
+        _ => None,
+    });
     assert_eq!(
         pdb.spec.as_ref().unwrap().selector,
         Some(sts.spec.as_ref().unwrap().selector.clone())

@@ -8,7 +8,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use sockudo_operator::build::names;
 use sockudo_operator::controller::{Config, LeaseConfig, redis_cluster};
 use sockudo_operator::crd::{RedisClusterPhase, SockudoCluster};
@@ -93,10 +92,7 @@ fn a_namespace_scoped_operator_works_under_the_charts_role() {
 
         let ignored = apply_example(&client, &other, "1-single-node.yaml").await;
         let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
-        let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        let live = wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
+        let (_, live) = wait_reconciled(&client, &ns, &name).await;
         for child in &live {
             assert!(
                 child
@@ -113,22 +109,8 @@ fn a_namespace_scoped_operator_works_under_the_charts_role() {
         drive_to_ready(&client, &ns, &name).await;
 
         // A change is picked up too.
-        patch_cluster(
-            &client,
-            &ns,
-            &name,
-            json!({"spec": {"server": {"logLevel": "debug"}}}),
-        )
-        .await;
-        let c = wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
-        let desired = desired_for(&client, &c).await;
-        eventually("the Deployment to roll", PATIENCE, || async {
-            let d = deployment(&client, &ns, &name).await;
-            (template_hash(&d) == Some(desired.config_hash.clone()))
-                .then_some(())
-                .ok_or_else(|| format!("{:?}", template_hash(&d)))
-        })
-        .await;
+        let c = change_server_setting(&client, &ns, &name).await;
+        wait_rolled(&client, &c).await;
 
         // The SockudoCluster of the other namespace was never touched.
         let o = get_cluster(&client, &other, &ignored).await;
@@ -165,10 +147,7 @@ fn two_replicas_elect_one_leader_and_the_other_takes_over() {
         let b = plane.start_operator(config("e2e-leader-b"));
 
         let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
-        let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
+        wait_reconciled(&client, &ns, &name).await;
         eventually("the leader's Events", PATIENCE, || async {
             let got = event_instances(&client, &ns, &name).await;
             (!got.is_empty())
@@ -210,22 +189,8 @@ fn two_replicas_elect_one_leader_and_the_other_takes_over() {
         assert!(t1 > t0, "a leadership transition is recorded: {t0} -> {t1}");
 
         // A change made after the handover is reconciled by the new leader.
-        patch_cluster(
-            &client,
-            &ns,
-            &name,
-            json!({"spec": {"server": {"logLevel": "debug"}}}),
-        )
-        .await;
-        let c = wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
-        let desired = desired_for(&client, &c).await;
-        eventually("the Deployment to roll", PATIENCE, || async {
-            let d = deployment(&client, &ns, &name).await;
-            (template_hash(&d) == Some(desired.config_hash.clone()))
-                .then_some(())
-                .ok_or_else(|| format!("{:?}", template_hash(&d)))
-        })
-        .await;
+        let c = change_server_setting(&client, &ns, &name).await;
+        wait_rolled(&client, &c).await;
         drive_to_ready(&client, &ns, &name).await;
         eventually("an Event of the new leader", PATIENCE, || async {
             let got = event_instances(&client, &ns, &name).await;

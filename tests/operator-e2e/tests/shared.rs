@@ -417,10 +417,8 @@ fn the_pause_annotation_stops_all_writes_but_status() {
         let client = env.plane.admin();
         let ns = env.plane.namespace("pause").await;
         let name = apply_example(&client, &ns, "1-single-node.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
         let d0 = deployment(&client, &ns, &name).await;
 
         patch_cluster(
@@ -488,17 +486,7 @@ fn the_pause_annotation_stops_all_writes_but_status() {
         .await;
         let desired = desired_for(&client, &c).await;
         wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
-        eventually(
-            "the Deployment to roll to the new settings",
-            PATIENCE,
-            || async {
-                let d = deployment(&client, &ns, &name).await;
-                (template_hash(&d) == Some(desired.config_hash.clone()))
-                    .then_some(())
-                    .ok_or_else(|| format!("{:?}", template_hash(&d)))
-            },
-        )
-        .await;
+        wait_rolled(&client, &c).await;
         assert_ne!(template_hash(&d0), Some(desired.config_hash.clone()));
     });
 }
@@ -565,10 +553,8 @@ fn deleting_the_cluster_garbage_collects_every_child() {
         let client = env.plane.admin();
         let ns = env.plane.namespace("gc").await;
         let name = apply_example(&client, &ns, "4-multi-node-nats.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
         Api::<SockudoCluster>::namespaced(client.clone(), &ns)
             .delete(&name, &DeleteParams::background())
             .await
@@ -777,24 +763,9 @@ fn a_malformed_cluster_does_not_stop_the_others() {
         assert!(matches!(err, kube::Error::SerdeError(_)), "{err}");
 
         let name = apply_example(&client, &ns, "1-single-node.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
-        let desired = desired_for(&client, &c).await;
-        wait_children(
-            &client,
-            &ns,
-            &c.uid().unwrap(),
-            &desired_kind_names(&desired),
-        )
-        .await;
+        wait_reconciled(&client, &ns, &name).await;
         // And later changes of the good one are still picked up.
-        patch_cluster(
-            &client,
-            &ns,
-            &name,
-            json!({"spec": {"server": {"logLevel": "debug"}}}),
-        )
-        .await;
-        wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+        change_server_setting(&client, &ns, &name).await;
     });
 }
 
@@ -968,14 +939,7 @@ fn an_immutable_field_change_recreates_the_stateful_set_and_keeps_its_pod() {
         );
 
         // Once: later reconciles leave the new StatefulSet alone.
-        patch_cluster(
-            &client,
-            &ns,
-            &name,
-            json!({"spec": {"server": {"logLevel": "debug"}}}),
-        )
-        .await;
-        wait_cluster(&client, &ns, &name, "the next generation", observed_current).await;
+        change_server_setting(&client, &ns, &name).await;
         tokio::time::sleep(SETTLE).await;
         assert_eq!(sets.get(&sts).await.unwrap().uid(), new_uid);
     });
