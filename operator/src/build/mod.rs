@@ -1,6 +1,7 @@
 //! Pure builders: from a SockudoCluster and its [`Inputs`] to every child object, with no IO.
 //! One module per kind of child; [`desired`] puts them together.
 
+pub mod backend_set;
 pub mod configmap;
 pub mod credentials;
 pub mod deployment;
