@@ -126,6 +126,35 @@ pub fn validate(spec: &SockudoClusterSpec) -> Vec<Invalid> {
         fail("spec.nats", rules::NATS_RULES[0]);
     }
 
+    // The schema's digest pattern, for clients that bypass it.
+    let managed_nats = spec.nats.as_ref().and_then(|n| n.managed.as_ref());
+    let images = [
+        ("spec".to_string(), spec.image.as_ref()),
+        (
+            "spec.nats.managed".to_string(),
+            managed_nats.and_then(|m| m.image.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .chain(redis_sections.iter().map(|(path, r)| {
+        (
+            format!("{path}.managed"),
+            r.and_then(|r| r.managed.as_ref())
+                .and_then(|m| m.image.as_ref()),
+        )
+    }));
+    for (path, image) in images {
+        if let Some(image) = image.filter(|i| !i.digest_is_valid()) {
+            errors.push(Invalid {
+                path: format!("{path}.image.digest"),
+                message: format!(
+                    "digest {:?} is not sha256:<64 lowercase hex digits>",
+                    image.digest.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+    }
+
     // Beyond CEL: duplicate app ids would make one app shadow another.
     let mut seen = BTreeSet::new();
     for app in &spec.apps {

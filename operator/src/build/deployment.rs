@@ -36,7 +36,9 @@ const KILL_MARGIN_SECONDS: i64 = 15;
 /// The non-root user of the server image.
 pub const SERVER_UID: i64 = 65532;
 
-/// `repository[:tag][@digest]`, with the defaults for whatever is unset.
+/// `repository@digest` when a digest pins the image (the tag is then ignored: the runtime pulls
+/// by digest anyway, and `repo:tag@digest` would only suggest a tag that plays no part), else
+/// `repository:tag`, with the defaults for whatever is unset.
 pub fn image_reference(spec: Option<&ImageSpec>, repository: &str, tag: &str) -> String {
     let repo = spec
         .and_then(|s| s.repository.as_deref())

@@ -1,6 +1,7 @@
 //! Pure builders: from a SockudoCluster and its [`Inputs`] to every child object, with no IO.
 //! One module per kind of child; [`desired`] puts them together.
 
+pub mod backend_set;
 pub mod configmap;
 pub mod credentials;
 pub mod deployment;
@@ -109,12 +110,21 @@ pub fn desired(inputs: &Inputs) -> Desired {
     if let Some(ingress) = ingress::ingress(inputs) {
         children.push(Child::Ingress(ingress));
     }
-    match pdb::pdb(inputs) {
-        Some(_) if !inputs.capabilities.pdb_v1 => {
-            skipped.push("PodDisruptionBudget (policy/v1)".into())
-        }
-        Some(pdb) => children.push(Child::PodDisruptionBudget(pdb)),
-        None => {}
+    let managed_redis: Vec<_> = topology
+        .used_redis()
+        .into_iter()
+        .filter(|i| i.is_managed())
+        .collect();
+    let managed_nats = topology.nats.filter(|n| n.managed.is_some());
+    let budgets: Vec<_> = pdb::pdb(inputs)
+        .into_iter()
+        .chain(managed_redis.iter().filter_map(|i| redis::pdb(i, inputs)))
+        .chain(managed_nats.and_then(|n| nats::pdb(inputs, n)))
+        .collect();
+    if !budgets.is_empty() && !inputs.capabilities.pdb_v1 {
+        skipped.push(pdb::SKIPPED.into());
+    } else {
+        children.extend(budgets.into_iter().map(Child::PodDisruptionBudget));
     }
     match hpa::hpa(inputs) {
         Some(_) if !inputs.capabilities.hpa_v2 => {
@@ -133,10 +143,10 @@ pub fn desired(inputs: &Inputs) -> Desired {
     if !inputs.capabilities.native_sleep {
         skipped.push("preStop sleep hook (Kubernetes 1.29+)".into());
     }
-    for instance in topology.used_redis().iter().filter(|i| i.is_managed()) {
+    for instance in &managed_redis {
         children.extend(redis::managed(instance, inputs));
     }
-    if let Some(nats) = topology.nats.filter(|n| n.managed.is_some()) {
+    if let Some(nats) = managed_nats {
         children.extend(nats::managed(nats, inputs));
     }
     Desired {

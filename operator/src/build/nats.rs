@@ -5,25 +5,21 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, Probe, Secret, SecretKeySelector,
+    Service, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::Child;
+use super::backend_set::{self, BackendSet, container_port, env_from_field, service_port};
 use super::credentials::nats_auth_secret;
-use super::deployment::{
-    image_reference, restricted_pod_security_context, restricted_security_context,
-};
 use super::inputs::Inputs;
 use super::names;
-use super::redis::data_claim_template;
 use crate::crd::{NatsSpec, SockudoCluster};
 
 /// The official image, pinned (alpine: `nats-server` on PATH for the lame-duck preStop).
@@ -133,16 +129,6 @@ pub fn auth_secret(inputs: &Inputs) -> Secret {
     }
 }
 
-fn port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        protocol: Some("TCP".into()),
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::String(name.into())),
-        ..ServicePort::default()
-    }
-}
-
 pub fn services(inputs: &Inputs) -> Vec<Service> {
     let cluster = inputs.cluster;
     let selector = names::selector_labels(cluster, "nats", COMPONENT);
@@ -155,9 +141,9 @@ pub fn services(inputs: &Inputs) -> Vec<Service> {
                 publish_not_ready_addresses: Some(true),
                 selector: Some(selector.clone()),
                 ports: Some(vec![
-                    port("client", CLIENT_PORT),
-                    port("cluster", CLUSTER_PORT),
-                    port("monitor", MONITOR_PORT),
+                    service_port("client", CLIENT_PORT),
+                    service_port("cluster", CLUSTER_PORT),
+                    service_port("monitor", MONITOR_PORT),
                 ]),
                 ..ServiceSpec::default()
             }),
@@ -167,7 +153,7 @@ pub fn services(inputs: &Inputs) -> Vec<Service> {
             metadata: names::child_meta(cluster, client_service(cluster), "nats", COMPONENT),
             spec: Some(ServiceSpec {
                 selector: Some(selector),
-                ports: Some(vec![port("client", CLIENT_PORT)]),
+                ports: Some(vec![service_port("client", CLIENT_PORT)]),
                 ..ServiceSpec::default()
             }),
             ..Service::default()
@@ -189,25 +175,10 @@ fn healthz(query: &str, period: i32) -> Probe {
     }
 }
 
-fn env_from_field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
     let cluster = inputs.cluster;
     let managed = spec.managed.clone().unwrap_or_default();
     let sts = name(cluster);
-    let selector = names::selector_labels(cluster, "nats", COMPONENT);
     let js = jetstream(inputs, spec);
     let token_env = EnvVar {
         name: "NATS_TOKEN".into(),
@@ -222,17 +193,6 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
         ..EnvVar::default()
     };
     let container = Container {
-        name: "nats".into(),
-        image: Some(image_reference(
-            managed.image.as_ref(),
-            NATS_IMAGE,
-            NATS_TAG,
-        )),
-        image_pull_policy: managed
-            .image
-            .as_ref()
-            .and_then(|i| i.pull_policy)
-            .map(|p| p.as_str().to_string()),
         command: Some(vec!["nats-server".into()]),
         args: Some(vec!["--config".into(), "/etc/nats/nats.conf".into()]),
         env: Some(vec![
@@ -240,24 +200,9 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
             token_env,
         ]),
         ports: Some(vec![
-            ContainerPort {
-                protocol: Some("TCP".into()),
-                name: Some("client".into()),
-                container_port: CLIENT_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                protocol: Some("TCP".into()),
-                name: Some("cluster".into()),
-                container_port: CLUSTER_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                protocol: Some("TCP".into()),
-                name: Some("monitor".into()),
-                container_port: MONITOR_PORT,
-                ..ContainerPort::default()
-            },
+            container_port("client", CLIENT_PORT),
+            container_port("cluster", CLUSTER_PORT),
+            container_port("monitor", MONITOR_PORT),
         ]),
         startup_probe: Some(Probe {
             failure_threshold: Some(90),
@@ -277,8 +222,6 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
             }),
             ..Lifecycle::default()
         }),
-        resources: managed.resources.clone(),
-        security_context: Some(restricted_security_context(NATS_UID)),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "config".into(),
@@ -297,9 +240,15 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
                 ..VolumeMount::default()
             },
         ]),
-        ..Container::default()
+        ..backend_set::container(
+            "nats",
+            managed.image.as_ref(),
+            (NATS_IMAGE, NATS_TAG),
+            NATS_UID,
+            managed.resources.clone(),
+        )
     };
-    let mut volumes = vec![
+    let volumes = vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -314,49 +263,33 @@ pub fn stateful_set(inputs: &Inputs, spec: &NatsSpec) -> StatefulSet {
             ..Volume::default()
         },
     ];
-    let claims = managed
-        .storage
-        .as_ref()
-        .map(|storage| vec![data_claim_template(storage)]);
-    if claims.is_none() {
-        volumes.push(Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        });
+    BackendSet {
+        inputs,
+        name: sts,
+        service_name: headless_service(cluster),
+        app: "nats",
+        component: COMPONENT,
+        replicas: replicas(spec),
+        parallel: true,
+        uid: NATS_UID,
+        container,
+        volumes,
+        storage: managed.storage.as_ref(),
+        // Lame duck plus a margin.
+        termination_grace_period_seconds: Some(LAME_DUCK_SECONDS + 30),
     }
-    let mut pod_labels = names::labels(cluster, "nats", COMPONENT);
-    pod_labels.extend(selector.clone());
-    StatefulSet {
-        metadata: names::child_meta(cluster, sts.clone(), "nats", COMPONENT),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(replicas(spec)),
-            service_name: Some(headless_service(cluster)),
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(restricted_pod_security_context(NATS_UID)),
-                    // Lame duck plus a margin.
-                    termination_grace_period_seconds: Some(LAME_DUCK_SECONDS + 30),
-                    ..PodSpec::default()
-                }),
-            },
-            volume_claim_templates: claims,
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
+    .build()
+}
+
+/// The PodDisruptionBudget of a managed NATS cluster (none for a single server).
+pub fn pdb(inputs: &Inputs, spec: &NatsSpec) -> Option<PodDisruptionBudget> {
+    super::pdb::backend_pdb(
+        inputs,
+        name(inputs.cluster),
+        "nats",
+        COMPONENT,
+        replicas(spec),
+    )
 }
 
 /// Every child of the managed NATS.

@@ -4,26 +4,19 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PodSpec, PodTemplateSpec, Probe,
-    Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ExecAction, Probe, Secret, SecretVolumeSource,
+    Service, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use super::Child;
-use super::deployment::{
-    image_reference, restricted_pod_security_context, restricted_security_context,
-};
+use super::backend_set::{self, BackendSet, container_port, env_from_field, service_port};
 use super::inputs::Inputs;
 use super::names;
 use super::topology::RedisInstance;
-use crate::crd::{ManagedRedis, RedisMode, StorageSpec};
+use crate::crd::{ManagedRedis, RedisMode};
 
 /// The official image, pinned.
 pub const REDIS_IMAGE: &str = "docker.io/library/redis";
@@ -136,21 +129,9 @@ pub fn auth_secret(instance: &RedisInstance, inputs: &Inputs) -> Secret {
 /// nodes can find each other before they are ready (the bootstrap needs that).
 pub fn service(instance: &RedisInstance, inputs: &Inputs) -> Service {
     let cluster_mode = instance.mode() == RedisMode::Cluster;
-    let mut ports = vec![ServicePort {
-        protocol: Some("TCP".into()),
-        name: Some("redis".into()),
-        port: REDIS_PORT.into(),
-        target_port: Some(IntOrString::String("redis".into())),
-        ..ServicePort::default()
-    }];
+    let mut ports = vec![service_port("redis", REDIS_PORT.into())];
     if cluster_mode {
-        ports.push(ServicePort {
-            protocol: Some("TCP".into()),
-            name: Some("bus".into()),
-            port: REDIS_BUS_PORT.into(),
-            target_port: Some(IntOrString::String("bus".into())),
-            ..ServicePort::default()
-        });
+        ports.push(service_port("bus", REDIS_BUS_PORT.into()));
     }
     Service {
         metadata: names::child_meta(
@@ -188,33 +169,37 @@ fn ping_probe(period: i32) -> Probe {
     }
 }
 
+/// Pods of a managed instance: one standalone server, or every master and replica.
+pub fn pods(instance: &RedisInstance, inputs: &Inputs) -> i32 {
+    match instance.mode() {
+        RedisMode::Standalone => 1,
+        RedisMode::Cluster => {
+            super::redis_cluster_size::stateful_set_pods(instance, inputs.cluster)
+        }
+    }
+}
+
+/// The PodDisruptionBudget of a managed Redis Cluster (none for a standalone Redis).
+pub fn pdb(instance: &RedisInstance, inputs: &Inputs) -> Option<PodDisruptionBudget> {
+    super::pdb::backend_pdb(
+        inputs,
+        instance.managed_name(inputs.cluster),
+        "redis",
+        &instance.component(),
+        pods(instance, inputs),
+    )
+}
+
 pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
     let managed = instance.spec.managed.clone().unwrap_or_default();
     let name = instance.managed_name(inputs.cluster);
     let cluster_mode = instance.mode() == RedisMode::Cluster;
-    let replicas = if cluster_mode {
-        super::redis_cluster_size::stateful_set_pods(instance, inputs.cluster)
-    } else {
-        1
-    };
-    let selector = labels(instance, inputs);
-    let mut pod_labels = names::labels(inputs.cluster, "redis", &instance.component());
-    pod_labels.extend(selector.clone());
 
     let mut args = vec![format!("{REDIS_CONF_DIR}/redis.conf")];
     let mut env = Vec::new();
+    let mut ports = vec![container_port("redis", REDIS_PORT.into())];
     if cluster_mode {
-        env.push(EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        env.push(env_from_field("POD_NAME", "metadata.name"));
         // `$(POD_NAME)` is expanded by the kubelet.
         args.extend([
             "--cluster-announce-hostname".into(),
@@ -223,22 +208,9 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
                 names::namespace(inputs.cluster)
             ),
         ]);
+        ports.push(container_port("bus", REDIS_BUS_PORT.into()));
     }
-    let mut ports = vec![ContainerPort {
-        protocol: Some("TCP".into()),
-        name: Some("redis".into()),
-        container_port: REDIS_PORT.into(),
-        ..ContainerPort::default()
-    }];
-    if cluster_mode {
-        ports.push(ContainerPort {
-            protocol: Some("TCP".into()),
-            name: Some("bus".into()),
-            container_port: REDIS_BUS_PORT.into(),
-            ..ContainerPort::default()
-        });
-    }
-    let mut volumes = vec![
+    let volumes = vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -257,37 +229,13 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
             ..Volume::default()
         },
     ];
-    let claims = managed
-        .storage
-        .as_ref()
-        .map(|storage| vec![data_claim_template(storage)]);
-    if claims.is_none() {
-        volumes.push(Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        });
-    }
     let container = Container {
-        name: "redis".into(),
-        image: Some(image_reference(
-            managed.image.as_ref(),
-            REDIS_IMAGE,
-            REDIS_TAG,
-        )),
-        image_pull_policy: managed
-            .image
-            .as_ref()
-            .and_then(|i| i.pull_policy)
-            .map(|p| p.as_str().to_string()),
         command: Some(vec!["redis-server".into()]),
         args: Some(args),
         env: (!env.is_empty()).then_some(env),
         ports: Some(ports),
         readiness_probe: Some(ping_probe(5)),
         liveness_probe: Some(ping_probe(10)),
-        resources: managed.resources.clone(),
-        security_context: Some(restricted_security_context(REDIS_UID)),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "config".into(),
@@ -307,36 +255,29 @@ pub fn stateful_set(instance: &RedisInstance, inputs: &Inputs) -> StatefulSet {
                 ..VolumeMount::default()
             },
         ]),
-        ..Container::default()
+        ..backend_set::container(
+            "redis",
+            managed.image.as_ref(),
+            (REDIS_IMAGE, REDIS_TAG),
+            REDIS_UID,
+            managed.resources.clone(),
+        )
     };
-    StatefulSet {
-        metadata: names::child_meta(inputs.cluster, name.clone(), "redis", &instance.component()),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(replicas),
-            service_name: Some(name),
-            pod_management_policy: cluster_mode.then(|| "Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(restricted_pod_security_context(REDIS_UID)),
-                    ..PodSpec::default()
-                }),
-            },
-            volume_claim_templates: claims,
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
+    BackendSet {
+        inputs,
+        service_name: name.clone(),
+        name,
+        app: "redis",
+        component: &instance.component(),
+        replicas: pods(instance, inputs),
+        parallel: cluster_mode,
+        uid: REDIS_UID,
+        container,
+        volumes,
+        storage: managed.storage.as_ref(),
+        termination_grace_period_seconds: None,
     }
+    .build()
 }
 
 /// Every child of one managed Redis section.
@@ -347,34 +288,4 @@ pub fn managed(instance: &RedisInstance, inputs: &Inputs) -> Vec<Child> {
         Child::Service(service(instance, inputs)),
         Child::StatefulSet(stateful_set(instance, inputs)),
     ]
-}
-
-/// The `data` volume claim template of a managed backend's StatefulSet, with the values the API
-/// server defaults spelled out (`volumeMode`, `status.phase`). `volumeClaimTemplates` is an atomic
-/// list: applying it without them differs from the stored object on every server-side apply, so
-/// every reconcile would write the StatefulSet (and its watch event trigger the next reconcile).
-pub fn data_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some("data".into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.clone(),
-            volume_mode: Some("Filesystem".into()),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity(storage.size.clone()),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        status: Some(PersistentVolumeClaimStatus {
-            phase: Some("Pending".into()),
-            ..PersistentVolumeClaimStatus::default()
-        }),
-    }
 }

@@ -17,14 +17,18 @@ use serde::de::DeserializeOwned;
 use tracing::info;
 
 use super::error::Error;
+use super::recreate;
 use crate::build::{Capabilities, Child, names, service_monitor};
 use crate::crd::SockudoCluster;
 
-/// What applying returned: the live workloads, for status.
+/// What applying returned: the live workloads, for status, and what had to be re-created.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub deployment: Option<Deployment>,
     pub stateful_sets: Vec<StatefulSet>,
+    /// StatefulSets deleted (orphaning their pods) and created again, with the API server's
+    /// reason, for an Event.
+    pub recreated: Vec<(String, String)>,
 }
 
 fn params() -> PatchParams {
@@ -56,10 +60,22 @@ pub async fn apply(client: &Client, ns: &str, children: &[Child]) -> Result<Appl
             Child::StatefulSet(o) => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                 let body = stateful_set_apply_body(o)?;
-                applied.stateful_sets.push(
-                    api.patch(&o.name_any(), &params(), &Patch::Apply(&body))
-                        .await?,
-                );
+                let name = o.name_any();
+                let live = match api.patch(&name, &params(), &Patch::Apply(&body)).await {
+                    Ok(live) => live,
+                    Err(e) if recreate::is_immutable_field_change(&e) => {
+                        let hash = recreate::immutable_fields_hash(o);
+                        if !recreate::delete_orphaning(&api, &name, &hash).await? {
+                            return Err(e.into());
+                        }
+                        info!(%name, "re-creating StatefulSet to change immutable fields");
+                        let live = api.patch(&name, &params(), &Patch::Apply(&body)).await?;
+                        applied.recreated.push((name, e.to_string()));
+                        live
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                applied.stateful_sets.push(live);
             }
             Child::Ingress(o) => drop(ssa(client, ns, o).await?),
             Child::PodDisruptionBudget(o) => drop(ssa(client, ns, o).await?),
@@ -78,9 +94,14 @@ pub async fn apply(client: &Client, ns: &str, children: &[Child]) -> Result<Appl
 /// The StatefulSet as applied: each `volumeClaimTemplates[].metadata` carries
 /// `creationTimestamp: null`, as the API server stores it (and as Go clients send it). The list is
 /// atomic, so without it every apply differs from the stored object and writes the StatefulSet
-/// again, whose watch event triggers the next reconcile: a write loop.
+/// again, whose watch event triggers the next reconcile: a write loop. It is annotated with the
+/// hash of its immutable fields (see [`recreate`]).
 pub fn stateful_set_apply_body(set: &StatefulSet) -> Result<serde_json::Value, Error> {
-    let mut body = serde_json::to_value(set).map_err(|source| Error::Serialize {
+    let hash = recreate::immutable_fields_hash(set);
+    let mut set = set.clone();
+    set.annotations_mut()
+        .insert(recreate::IMMUTABLE_FIELDS_ANNOTATION.into(), hash);
+    let mut body = serde_json::to_value(&set).map_err(|source| Error::Serialize {
         kind: "StatefulSet",
         name: set.name_any(),
         source,

@@ -21,6 +21,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("lost the leader Lease {0}")]
     LostLease(String),
+    #[error("re-creating a StatefulSet: {0}")]
+    Recreate(String),
 }
 
 impl Error {
@@ -34,6 +36,7 @@ impl Error {
             Error::Redis(_) => "redis",
             Error::Io(_) => "io",
             Error::LostLease(_) => "lease",
+            Error::Recreate(_) => "recreate",
         }
     }
 }

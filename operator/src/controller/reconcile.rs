@@ -100,6 +100,7 @@ async fn read_live(ctx: &Context, ns: &str, cluster: &SockudoCluster) -> Result<
             .list(&ListParams::default().labels(&selector))
             .await?
             .items,
+        recreated: Vec::new(),
     })
 }
 
@@ -161,6 +162,18 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         Some(a) => a,
         None => read_live(ctx, &ns, cluster).await?,
     };
+    for (name, reason) in &applied.recreated {
+        let note = format!(
+            "StatefulSet {name} deleted (its pods and volumes kept) and created again: {reason}"
+        );
+        ctx.event(
+            &cluster.object_ref(&()),
+            EventType::Normal,
+            "Recreated",
+            &note,
+        )
+        .await;
+    }
 
     let mut observed = observe::observed(cluster, &applied);
     // Paused means nothing is changed, the cluster's topology included.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::SockudoCluster;
 
@@ -42,10 +42,12 @@ pub fn open_api_schema() -> Value {
 /// `null` from the `enum` of optional fields (schemars writes `enum: [A, B, null]` for an
 /// `Option<Enum>`; `nullable: true` already says it, kube's own `OptionalEnum` transform gives the
 /// same shape, and a Kubernetes 1.20 API server refuses to store a CRD with null enum values).
+/// Bounds every integer by its format ([`bound_integer`]).
 fn clean(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.remove("default");
+            bound_integer(map);
             if let Some(Value::Array(values)) = map.get_mut("enum") {
                 values.retain(|v| !v.is_null());
             }
@@ -56,6 +58,54 @@ fn clean(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(clean),
         _ => {}
+    }
+}
+
+/// The largest integer a float64 holds exactly (2^53 - 1). The API server reads schema bounds
+/// as float64: `maximum: 9223372036854775807` rounds to 2^63 and wraps to `i64::MIN` there
+/// (every value is then "too large"), so 64-bit fields are bounded by this instead.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The range of an integer `format`.
+pub fn integer_range(format: &str) -> Option<(i64, i64)> {
+    Some(match format {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" | "int" => (-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        "uint8" => (0, u8::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "uint64" | "uint" => (0, MAX_SAFE_INTEGER),
+        _ => return None,
+    })
+}
+
+/// Gives an integer schema the `minimum` and `maximum` of its `format`, keeping a tighter bound
+/// already there (e.g. `range(max = 3600)`). The API server does not check `format: uint32`
+/// (nor `int32`): without the bounds it stores `maxClientEventsPerSecond: 5000000000`, which the
+/// operator's typed client then cannot read at all.
+fn bound_integer(map: &mut Map<String, Value>) {
+    let Some((min, max)) = map
+        .get("format")
+        .and_then(Value::as_str)
+        .and_then(integer_range)
+    else {
+        return;
+    };
+    let tighter_min = map
+        .get("minimum")
+        .and_then(Value::as_f64)
+        .is_some_and(|m| m >= min as f64);
+    if !tighter_min {
+        map.insert("minimum".into(), min.into());
+    }
+    let tighter_max = map
+        .get("maximum")
+        .and_then(Value::as_f64)
+        .is_some_and(|m| m <= max as f64);
+    if !tighter_max {
+        map.insert("maximum".into(), max.into());
     }
 }
 
@@ -114,6 +164,38 @@ mod tests {
             .map(|(p, _)| p.clone())
             .collect();
         assert!(undocumented.is_empty(), "undocumented: {undocumented:#?}");
+    }
+
+    #[test]
+    fn every_integer_is_bounded_by_its_format() {
+        let crd = crd_json();
+        let mut nodes = Vec::new();
+        walk(&crd, String::new(), &mut nodes);
+        let mut unsigned = 0;
+        for (path, v) in nodes {
+            let Some(format) = v.get("format").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some((min, max)) = integer_range(format) else {
+                continue;
+            };
+            let lo = v["minimum"].as_f64();
+            let hi = v["maximum"].as_f64();
+            assert!(
+                lo.is_some_and(|lo| lo >= min as f64) && hi.is_some_and(|hi| hi <= max as f64),
+                "{path}: {format} bounded by {lo:?}..{hi:?}"
+            );
+            unsigned += usize::from(format.starts_with('u'));
+        }
+        assert!(unsigned > 10, "the spec has unsigned fields: {unsigned}");
+        // The field of the issue, and a tighter bound that is kept.
+        let spec = &open_api_schema()["properties"]["spec"]["properties"];
+        let limits = &spec["apps"]["items"]["properties"]["limits"]["properties"];
+        assert_eq!(limits["maxClientEventsPerSecond"]["maximum"], 4294967295u64);
+        assert_eq!(limits["maxClientEventsPerSecond"]["minimum"], 0.0);
+        let grace = &spec["server"]["properties"]["shutdownGracePeriodSeconds"];
+        assert_eq!(grace["maximum"].as_f64(), Some(3600.0));
+        assert_eq!(spec["replicas"]["maximum"], i32::MAX);
     }
 
     #[test]

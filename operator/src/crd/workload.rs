@@ -11,17 +11,18 @@ use serde::{Deserialize, Serialize};
 
 pub use sockudo_config::LogFormat;
 
-/// A container image. `digest` wins over `tag` when both are set.
+/// A container image. With a `digest` the image is `repository@digest` and the tag is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
     /// Registry and repository, e.g. `ghcr.io/example/sockudo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
-    /// Tag. Default: the version this operator release pins.
+    /// Tag. Default: the version this operator release pins. Ignored when `digest` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Digest (`sha256:...`); pins the exact image.
+    /// Digest `sha256:<64 lowercase hex>`; pins the exact image: the pods run
+    /// `repository@digest` (of the default repository when `repository` is unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^sha256:[a-f0-9]{64}$"))]
     pub digest: Option<String>,
@@ -36,6 +37,18 @@ pub enum PullPolicy {
     Always,
     IfNotPresent,
     Never,
+}
+
+impl ImageSpec {
+    /// True when `digest` is unset or `sha256:` and 64 lowercase hex digits (what the schema's
+    /// pattern checks; repeated here for clients that bypass it).
+    pub fn digest_is_valid(&self) -> bool {
+        self.digest.as_deref().is_none_or(|d| {
+            d.strip_prefix("sha256:").is_some_and(|hex| {
+                hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+        })
+    }
 }
 
 impl PullPolicy {

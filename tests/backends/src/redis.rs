@@ -29,6 +29,15 @@ impl RedisServer {
         Self::start_on(free_cluster_port(), true, password)
     }
 
+    /// [`RedisServer::start_cluster_node`] on a port chosen earlier (e.g. with [`free_port`]),
+    /// for tests that must hand out the address before the password is known.
+    pub fn start_cluster_node_on(
+        port: u16,
+        password: Option<&str>,
+    ) -> Result<RedisServer, BackendError> {
+        Self::start_on(port, true, password)
+    }
+
     fn start_on(
         port: u16,
         cluster_mode: bool,

@@ -402,3 +402,41 @@ pub fn operator_write_times(children: &[Live]) -> BTreeMap<(String, String), Str
         })
         .collect()
 }
+
+/// Waits for a status of the current generation, then for exactly the children the builders want
+/// for it; returns the SockudoCluster and those children.
+pub async fn wait_reconciled(client: &Client, ns: &str, name: &str) -> (SockudoCluster, Vec<Live>) {
+    let c = wait_cluster(client, ns, name, "a status", observed_current).await;
+    let desired = desired_for(client, &c).await;
+    let uid = c.uid().expect("a stored object has a uid");
+    let live = wait_children(client, ns, &uid, &desired_kind_names(&desired)).await;
+    (c, live)
+}
+
+/// Changes a server setting (`logLevel: debug`) as a user would, and waits until the status
+/// describes the new generation; returns the SockudoCluster.
+pub async fn change_server_setting(client: &Client, ns: &str, name: &str) -> SockudoCluster {
+    patch_cluster(
+        client,
+        ns,
+        name,
+        json!({"spec": {"server": {"logLevel": "debug"}}}),
+    )
+    .await;
+    wait_cluster(client, ns, name, "the new generation", observed_current).await
+}
+
+/// Waits until the server Deployment's pod template carries the config hash the builders want
+/// for `cluster` (the pods roll to its settings).
+pub async fn wait_rolled(client: &Client, cluster: &SockudoCluster) {
+    let ns = cluster.namespace().expect("namespaced");
+    let name = cluster.name_any();
+    let want = desired_for(client, cluster).await.config_hash;
+    eventually("the Deployment to roll", PATIENCE, || async {
+        let d = deployment(client, &ns, &name).await;
+        (template_hash(&d).as_deref() == Some(want.as_str()))
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", template_hash(&d)))
+    })
+    .await;
+}

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use sockudo_operator::build::{Child, names};
@@ -417,10 +417,8 @@ fn the_pause_annotation_stops_all_writes_but_status() {
         let client = env.plane.admin();
         let ns = env.plane.namespace("pause").await;
         let name = apply_example(&client, &ns, "1-single-node.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
         let d0 = deployment(&client, &ns, &name).await;
 
         patch_cluster(
@@ -488,17 +486,7 @@ fn the_pause_annotation_stops_all_writes_but_status() {
         .await;
         let desired = desired_for(&client, &c).await;
         wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
-        eventually(
-            "the Deployment to roll to the new settings",
-            PATIENCE,
-            || async {
-                let d = deployment(&client, &ns, &name).await;
-                (template_hash(&d) == Some(desired.config_hash.clone()))
-                    .then_some(())
-                    .ok_or_else(|| format!("{:?}", template_hash(&d)))
-            },
-        )
-        .await;
+        wait_rolled(&client, &c).await;
         assert_ne!(template_hash(&d0), Some(desired.config_hash.clone()));
     });
 }
@@ -565,10 +553,8 @@ fn deleting_the_cluster_garbage_collects_every_child() {
         let client = env.plane.admin();
         let ns = env.plane.namespace("gc").await;
         let name = apply_example(&client, &ns, "4-multi-node-nats.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
+        let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
-        let desired = desired_for(&client, &c).await;
-        wait_children(&client, &ns, &uid, &desired_kind_names(&desired)).await;
         Api::<SockudoCluster>::namespaced(client.clone(), &ns)
             .delete(&name, &DeleteParams::background())
             .await
@@ -643,6 +629,54 @@ fn an_invalid_cluster_is_rejected_by_the_schema() {
             status.message
         );
 
+        // Integers beyond their Rust type: `format: uint32` / `int32` alone is not checked by
+        // the API server, so every integer carries its type's bounds (else the typed client
+        // could not read the object back).
+        for (field, spec, path, bound) in [
+            (
+                "u32",
+                json!({"replicas": 1, "apps": [{"id": "1", "secretRef": {"name": "s"},
+                       "limits": {"maxClientEventsPerSecond": 5_000_000_000u64}}]}),
+                "spec.apps.limits.maxClientEventsPerSecond",
+                "less than or equal to 4294967295",
+            ),
+            (
+                "i32",
+                json!({"replicas": 5_000_000_000u64, "apps": [{"id": "1", "secretRef": {"name": "s"}}]}),
+                "spec.replicas",
+                "less than or equal to 2147483647",
+            ),
+            // And a malformed image digest (the pattern is enforced by every API server).
+            (
+                "digest",
+                json!({"replicas": 1, "image": {"digest": "sha256:ABC"},
+                       "apps": [{"id": "1", "secretRef": {"name": "s"}}]}),
+                "spec.image.digest",
+                "should match '^sha256:[a-f0-9]{64}$'",
+            ),
+        ] {
+            let raw = json!({
+                "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
+                "metadata": {"name": format!("too-big-{field}")}, "spec": spec,
+            });
+            let err = dyn_api
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(raw).unwrap(),
+                )
+                .await
+                .expect_err("out of range");
+            let kube::Error::Api(status) = err else {
+                panic!("{err}")
+            };
+            assert_eq!(status.code, 422, "{}", status.message);
+            assert!(
+                status.message.contains(path) && status.message.contains(bound),
+                "{field}: {}",
+                status.message
+            );
+        }
+
         // A CEL-only rule: accepted by 1.20, refused by the operator's own validation.
         let cel_only: SockudoCluster = serde_json::from_value(json!({
             "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
@@ -661,53 +695,55 @@ fn an_invalid_cluster_is_rejected_by_the_schema() {
     });
 }
 
-/// A SockudoCluster the schema accepts but the operator cannot read (an app limit beyond u32:
-/// `format: uint32` is not a format the API server checks) does not stop the reconciliation of
-/// the others.
+/// A SockudoCluster the API server accepts but the operator cannot read does not stop the
+/// reconciliation of the others.
+///
+/// How such an object is produced, honestly: the spec can no longer be the way (every integer
+/// now carries the bounds of its type, see `an_invalid_cluster_is_rejected_by_the_schema`), but
+/// the status can. The API server checks `format: date-time` with Go's parser, which takes any
+/// number of fractional digits, while the operator's RFC 3339 parser (jiff, through k8s-openapi)
+/// stops at nanoseconds. So a client other than the operator (a `kubectl edit
+/// --subresource=status`, a restore tool) writing a condition time with 10 fractional digits
+/// leaves an object the schema accepts and the typed client cannot deserialize.
 #[test]
 fn a_malformed_cluster_does_not_stop_the_others() {
     run(async {
         let env = shared().await;
         let client = env.plane.admin();
         let ns = env.plane.namespace("malformed").await;
-        let raw = json!({
+        let typed: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
+        let valid: SockudoCluster = serde_json::from_value(json!({
             "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
             "metadata": {"name": "malformed"},
-            "spec": {"replicas": 1, "apps": [{"id": "1", "secretRef": {"name": "s"},
-                     "limits": {"maxClientEventsPerSecond": 5_000_000_000u64}}]}
-        });
+            "spec": {"replicas": 1, "apps": [{"id": "1", "secretRef": {"name": "s"}}]}
+        }))
+        .unwrap();
+        create_cluster(&client, &ns, &valid).await;
+        // Untyped: the typed client could not even read the API server's answer.
         let dyn_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
             client.clone(),
             &ns,
             &kube::api::ApiResource::erase::<SockudoCluster>(&()),
         );
-        dyn_api
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(raw).unwrap(),
-            )
-            .await
-            .expect("the schema accepts it");
-        let typed: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
-        assert!(
-            typed.get("malformed").await.is_err(),
-            "the typed client cannot read it"
-        );
-
-        let name = apply_example(&client, &ns, "1-single-node.yaml").await;
-        let c = wait_cluster(&client, &ns, &name, "a status", observed_current).await;
-        let desired = desired_for(&client, &c).await;
-        wait_children(
-            &client,
-            &ns,
-            &c.uid().unwrap(),
-            &desired_kind_names(&desired),
-        )
-        .await;
+        let bad_status = json!({"status": {"conditions": [{
+            "type": "Ready", "status": "False", "reason": "Restored", "message": "restored",
+            "lastTransitionTime": "2024-01-01T00:00:00.1234567891Z",
+        }]}});
+        // The operator reconciles the valid object meanwhile; a status write of its own that
+        // lands after ours would replace the conditions, so write until it has seen ours.
         eventually(
             "an InvalidObject Warning about the malformed one",
             PATIENCE,
             || async {
+                dyn_api
+                    .patch_status(
+                        "malformed",
+                        &PatchParams::default(),
+                        &Patch::Merge(&bad_status),
+                    )
+                    .await
+                    .map_err(|e| format!("the API server refused the status: {e}"))?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 let events = operator_events(&client, &ns, "malformed").await;
                 events
                     .iter()
@@ -720,15 +756,16 @@ fn a_malformed_cluster_does_not_stop_the_others() {
             },
         )
         .await;
+        let err = typed
+            .get("malformed")
+            .await
+            .expect_err("the typed client cannot read it");
+        assert!(matches!(err, kube::Error::SerdeError(_)), "{err}");
+
+        let name = apply_example(&client, &ns, "1-single-node.yaml").await;
+        wait_reconciled(&client, &ns, &name).await;
         // And later changes of the good one are still picked up.
-        patch_cluster(
-            &client,
-            &ns,
-            &name,
-            json!({"spec": {"server": {"logLevel": "debug"}}}),
-        )
-        .await;
-        wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+        change_server_setting(&client, &ns, &name).await;
     });
 }
 
@@ -783,5 +820,127 @@ fn missing_optional_apis_are_skipped_and_reported() {
         );
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
         let _ = pods.list(&ListParams::default()).await.unwrap();
+    });
+}
+
+/// Changing an immutable StatefulSet field (the managed Redis storage size, in its
+/// `volumeClaimTemplates`) re-creates the StatefulSet: the old one is deleted orphaning its pod
+/// and claim, which the new one adopts (same pod, same volume: no downtime); an Event says so,
+/// the SockudoCluster is not Degraded, and it happens once, not on every reconcile.
+#[test]
+fn an_immutable_field_change_recreates_the_stateful_set_and_keeps_its_pod() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("recreate").await;
+        let name = apply_example(&client, &ns, "redis-managed.yaml").await;
+        let sts = format!("{name}-redis");
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let pod_name = format!("{sts}-0");
+        let claim_name = format!("data-{sts}-0");
+        let (old_uid, pod_uid, claim_uid) = eventually(
+            "the Redis StatefulSet, its pod and its claim",
+            PATIENCE,
+            || async {
+                let s = sets.get_opt(&sts).await.map_err(|e| e.to_string())?;
+                let p = pods.get_opt(&pod_name).await.map_err(|e| e.to_string())?;
+                let c = claims
+                    .get_opt(&claim_name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match (s, p, c) {
+                    (Some(s), Some(p), Some(c)) => Ok((s.uid(), p.uid(), c.uid())),
+                    other => Err(format!(
+                        "{:?}",
+                        (other.0.is_some(), other.1.is_some(), other.2.is_some())
+                    )),
+                }
+            },
+        )
+        .await;
+        let storage = |s: &StatefulSet| {
+            s.spec.as_ref()?.volume_claim_templates.as_ref()?[0]
+                .spec
+                .as_ref()?
+                .resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get("storage")
+                .map(|q| q.0.clone())
+        };
+        assert_eq!(
+            storage(&sets.get(&sts).await.unwrap()).as_deref(),
+            Some("1Gi")
+        );
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {"redis": {"managed": {"storage": {"size": "3Gi"}}}}}),
+        )
+        .await;
+        let new = eventually(
+            "the StatefulSet re-created with the new volumeClaimTemplates",
+            PATIENCE,
+            || async {
+                let s = sets.get_opt(&sts).await.map_err(|e| e.to_string())?;
+                match s {
+                    Some(s) if s.uid() != old_uid && storage(&s).as_deref() == Some("3Gi") => Ok(s),
+                    Some(s) => Err(format!("uid {:?} storage {:?}", s.uid(), storage(&s))),
+                    None => Err("gone".into()),
+                }
+            },
+        )
+        .await;
+        let new_uid = new.uid();
+
+        // The pod and its volume were kept, and the new StatefulSet adopted the pod.
+        eventually(
+            "the pod adopted by the new StatefulSet",
+            PATIENCE,
+            || async {
+                let p = pods.get(&pod_name).await.map_err(|e| e.to_string())?;
+                let owner = p
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+                    .map(|o| o.uid.clone());
+                if p.uid() != pod_uid {
+                    panic!("the pod was re-created: {:?} -> {:?}", pod_uid, p.uid());
+                }
+                (owner == new_uid)
+                    .then_some(())
+                    .ok_or_else(|| format!("owner {owner:?}"))
+            },
+        )
+        .await;
+        assert_eq!(claims.get(&claim_name).await.unwrap().uid(), claim_uid);
+
+        let c = wait_cluster(&client, &ns, &name, "the new generation", observed_current).await;
+        assert!(condition_is(&c, "Degraded", "False"), "{}", describe(&c));
+        let events = operator_events(&client, &ns, &name).await;
+        let recreated: Vec<_> = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Recreated"))
+            .collect();
+        assert_eq!(recreated.len(), 1, "one Recreated Event: {recreated:?}");
+        assert!(
+            recreated[0]
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&sts),
+            "{:?}",
+            recreated[0].note
+        );
+
+        // Once: later reconciles leave the new StatefulSet alone.
+        change_server_setting(&client, &ns, &name).await;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(sets.get(&sts).await.unwrap().uid(), new_uid);
     });
 }
