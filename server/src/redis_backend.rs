@@ -24,7 +24,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
-use sockudo_config::{RedisTarget, TlsConfig};
+use sockudo_config::{RedisClusterConnection, RedisConnection, RedisTarget, TlsConfig};
 
 use crate::adapter::BackendHealth;
 
@@ -187,51 +187,73 @@ fn certificates(
     }))
 }
 
+/// A standalone client from a connection section: credentials, `rediss://` and the `tls` block.
+/// The adapter's pub/sub connections and every [`RedisBackend`] are made from it.
+pub fn standalone_client(
+    name: &'static str,
+    conn: &RedisConnection,
+) -> Result<redis::Client, RedisBackendError> {
+    let bad = |detail: String| RedisBackendError::Config { name, detail };
+    let mut url = conn.to_url().map_err(|e| bad(e.to_string()))?;
+    let tls = conn.tls.as_ref().filter(|t| t.enabled);
+    if tls.is_some() && url.starts_with("redis://") {
+        url = format!("rediss://{}", &url["redis://".len()..]);
+    }
+    if tls.is_some_and(|t| t.insecure_skip_verify) && !url.contains('#') {
+        url.push_str("#insecure");
+    }
+    match certificates(name, conn.tls.as_ref())? {
+        Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+        None => redis::Client::open(url.as_str()),
+    }
+    .map_err(|e| bad(e.to_string()))
+}
+
+/// A cluster client builder from a cluster section: credentials, TLS and the timeouts of `o`.
+/// Callers may add protocol options (the adapter adds RESP3 pushes) before `build()`.
+pub fn cluster_builder(
+    name: &'static str,
+    cluster: &RedisClusterConnection,
+    o: &RedisOptions,
+) -> Result<ClusterClientBuilder, RedisBackendError> {
+    let bad = |detail: String| RedisBackendError::Config { name, detail };
+    let urls = cluster.to_urls().map_err(|e| bad(e.to_string()))?;
+    let mut b = ClusterClientBuilder::new(urls)
+        .connection_timeout(o.connect_timeout)
+        .response_timeout(o.response_timeout)
+        // Few quick retries: MOVED/ASK and failovers are retried inside; a dead node
+        // should fail the request fast and let the caller's failure policy decide.
+        .retries(2)
+        .min_retry_wait(10)
+        .max_retry_wait(200);
+    if let Some(tls) = cluster.tls.as_ref().filter(|t| t.enabled) {
+        b = b.tls(if tls.insecure_skip_verify {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        });
+    }
+    if let Some(certs) = certificates(name, cluster.tls.as_ref())? {
+        b = b.certs(certs);
+    }
+    Ok(b)
+}
+
 fn recipe(
     name: &'static str,
     target: &RedisTarget,
     o: &RedisOptions,
 ) -> Result<Recipe, RedisBackendError> {
-    let bad = |detail: String| RedisBackendError::Config { name, detail };
     match target {
-        RedisTarget::Standalone(conn) => {
-            let mut url = conn.to_url().map_err(|e| bad(e.to_string()))?;
-            let tls = conn.tls.as_ref().filter(|t| t.enabled);
-            if tls.is_some() && url.starts_with("redis://") {
-                url = format!("rediss://{}", &url["redis://".len()..]);
-            }
-            if tls.is_some_and(|t| t.insecure_skip_verify) && !url.contains('#') {
-                url.push_str("#insecure");
-            }
-            let client = match certificates(name, conn.tls.as_ref())? {
-                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-                None => redis::Client::open(url.as_str()),
-            }
-            .map_err(|e| bad(e.to_string()))?;
-            Ok(Recipe::Standalone(client))
-        }
-        RedisTarget::Cluster(cluster) => {
-            let urls = cluster.to_urls().map_err(|e| bad(e.to_string()))?;
-            let mut b = ClusterClientBuilder::new(urls)
-                .connection_timeout(o.connect_timeout)
-                .response_timeout(o.response_timeout)
-                // Few quick retries: MOVED/ASK and failovers are retried inside; a dead node
-                // should fail the request fast and let the caller's failure policy decide.
-                .retries(2)
-                .min_retry_wait(10)
-                .max_retry_wait(200);
-            if let Some(tls) = cluster.tls.as_ref().filter(|t| t.enabled) {
-                b = b.tls(if tls.insecure_skip_verify {
-                    redis::TlsMode::Insecure
-                } else {
-                    redis::TlsMode::Secure
-                });
-            }
-            if let Some(certs) = certificates(name, cluster.tls.as_ref())? {
-                b = b.certs(certs);
-            }
-            Ok(Recipe::Cluster(b.build().map_err(|e| bad(e.to_string()))?))
-        }
+        RedisTarget::Standalone(conn) => Ok(Recipe::Standalone(standalone_client(name, conn)?)),
+        RedisTarget::Cluster(cluster) => Ok(Recipe::Cluster(
+            cluster_builder(name, cluster, o)?
+                .build()
+                .map_err(|e| RedisBackendError::Config {
+                    name,
+                    detail: e.to_string(),
+                })?,
+        )),
     }
 }
 
@@ -382,6 +404,28 @@ impl RedisBackend {
                     .set_health(BackendHealth::Degraded(e.to_string()));
                 Err(e)
             }
+        }
+    }
+
+    /// A dedicated pub/sub connection (standalone only), made from the same client as the
+    /// backend's own connection: same credentials, TLS and connect timeout. The caller owns its
+    /// reconnection (subscriptions live on it).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisBackendError> {
+        let name = self.inner.name;
+        let Recipe::Standalone(client) = &self.inner.recipe else {
+            return Err(RedisBackendError::Config {
+                name,
+                detail: "classic pub/sub connections need a standalone Redis".into(),
+            });
+        };
+        let timeout = self.inner.options.connect_timeout;
+        match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+            Ok(Ok(ps)) => Ok(ps),
+            Ok(Err(source)) => Err(RedisBackendError::Command { name, source }),
+            Err(_) => Err(RedisBackendError::Timeout {
+                name,
+                ms: timeout.as_millis(),
+            }),
         }
     }
 
