@@ -16,6 +16,7 @@
 //! gauge recover by themselves even without traffic. Each command result also updates the
 //! health at once, so an outage shows up on the first failed request, not one interval later.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -122,6 +123,10 @@ struct Inner {
     options: RedisOptions,
     conn: RwLock<Option<RedisConn>>,
     health: RwLock<BackendHealth>,
+    /// Whether the supervisor's last PING succeeded. On a cluster PING goes to every master:
+    /// while one is down, commands on the other masters' slots still succeed, and must not
+    /// report the backend healthy again (readiness would flap).
+    ping_ok: AtomicBool,
     up: Option<IntGauge>,
 }
 
@@ -323,6 +328,7 @@ impl RedisBackend {
             options,
             conn: RwLock::new(None),
             health: RwLock::new(BackendHealth::Degraded("connecting".into())),
+            ping_ok: AtomicBool::new(true),
             up,
         });
         match inner.build().await {
@@ -385,7 +391,9 @@ impl RedisBackend {
         let timeout = self.inner.options.response_timeout;
         match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(v)) => {
-                self.inner.set_health(BackendHealth::Ok);
+                if self.inner.ping_ok.load(Ordering::Acquire) {
+                    self.inner.set_health(BackendHealth::Ok);
+                }
                 Ok(v)
             }
             Ok(Err(source)) => {
@@ -436,6 +444,41 @@ impl RedisBackend {
     }
 }
 
+/// One health probe. Standalone: PING. Cluster: PING (sent to every master the client is
+/// connected to) and `CLUSTER INFO` from any node, which also sees masters the client has
+/// dropped: a cluster that serves fewer than all 16384 slots is degraded even though the
+/// surviving masters answer.
+async fn health_check(conn: &mut RedisConn, cluster: bool) -> Result<(), String> {
+    redis::cmd("PING")
+        .query_async::<Value>(conn)
+        .await
+        .map_err(|e| format!("PING failed: {e}"))?;
+    if !cluster {
+        return Ok(());
+    }
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or("?")
+    };
+    let slots_ok = field("cluster_slots_ok");
+    if field("cluster_state") == "ok" && slots_ok == "16384" {
+        return Ok(());
+    }
+    Err(format!(
+        "redis cluster state {}: {slots_ok} of 16384 slots served ({} on masters suspected down, {} on failed masters)",
+        field("cluster_state"),
+        field("cluster_slots_pfail"),
+        field("cluster_slots_fail"),
+    ))
+}
+
 /// Keeps one backend connected and its health current; ends when the backend is dropped.
 async fn supervise(weak: Weak<Inner>) {
     // Consecutive failed PINGs after which the connection is rebuilt from scratch (a cluster
@@ -459,34 +502,43 @@ async fn supervise(weak: Weak<Inner>) {
         if connected {
             let conn = inner.conn.read().expect("conn lock").clone();
             let Some(mut conn) = conn else { continue };
-            let ping = tokio::time::timeout(
+            let cluster = matches!(inner.recipe, Recipe::Cluster(_));
+            let check = tokio::time::timeout(
                 inner.options.response_timeout,
-                redis::cmd("PING").query_async::<String>(&mut conn),
+                health_check(&mut conn, cluster),
             )
             .await;
-            match ping {
-                Ok(Ok(_)) => {
+            let failure = match check {
+                Ok(r) => r.err(),
+                Err(_) => Some("health check timed out".to_string()),
+            };
+            inner.ping_ok.store(failure.is_none(), Ordering::Release);
+            match failure {
+                None => {
                     failed_pings = 0;
                     inner.set_health(BackendHealth::Ok);
                 }
-                Ok(Err(e)) => {
+                Some(e) => {
                     failed_pings += 1;
-                    inner.set_health(BackendHealth::Degraded(e.to_string()));
-                }
-                Err(_) => {
-                    failed_pings += 1;
-                    inner.set_health(BackendHealth::Degraded("PING timed out".into()));
+                    inner.set_health(BackendHealth::Degraded(e));
                 }
             }
             if failed_pings >= REBUILD_AFTER {
                 failed_pings = 0;
-                *inner.conn.write().expect("conn lock") = None;
-                backoff = Some(inner.options.min_backoff);
+                // The old connection keeps serving while a fresh one is tried: with one
+                // cluster master down, the other masters' slots must keep working.
+                match inner.build().await {
+                    Ok(c) => *inner.conn.write().expect("conn lock") = Some(c),
+                    Err(e) => {
+                        tracing::debug!(backend = inner.name, error = %e, "rebuilding the redis connection failed; keeping the current one")
+                    }
+                }
             }
         } else {
             match inner.build().await {
                 Ok(c) => {
                     *inner.conn.write().expect("conn lock") = Some(c);
+                    inner.ping_ok.store(true, Ordering::Release);
                     inner.set_health(BackendHealth::Ok);
                     backoff = None;
                 }
