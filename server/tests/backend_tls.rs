@@ -23,6 +23,7 @@ use sockudo_test_backends::{
     ClientAuth, NatsAuth, NatsServer, NatsSetup, RedisCluster, RedisServer, RedisSetup, TestCa,
 };
 
+use common::fleet::{Backend, Node};
 use common::*;
 
 const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -388,6 +389,58 @@ async fn redis_with_password_and_acl_user() {
     }
     let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
     assert_eq!(s, 503);
+}
+
+/// The same through the binary: `sockudo` processes whose config file carries the `tls` block,
+/// on a TLS-only Redis and a TLS-only 3-master cluster, with delta coordination on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_fleets_of_processes() {
+    let ca = ca("sockudo-fleet-ca");
+    let backends = {
+        let ca = ca.clone();
+        blocking(move || {
+            let setup = RedisSetup::tls(&ca, ClientAuth::Optional);
+            [
+                Backend::Redis(RedisServer::start_with(setup.clone()).unwrap()),
+                Backend::Cluster(RedisCluster::start_with(3, 0, setup).unwrap()),
+            ]
+        })
+        .await
+    };
+    for backend in &backends {
+        let nodes: Vec<Node> = (0..2)
+            .map(|i| {
+                let mut c = config();
+                let name = format!("fleet-{i}");
+                c.port = sockudo_test_backends::free_port();
+                c.node_id = Some(name.clone());
+                c.metrics.enabled = false;
+                c.delta_compression.enabled = true;
+                c.delta_compression.cluster_coordination = true;
+                // Every publish takes a sequence number from the coordinator (over TLS).
+                c.delta_compression.min_message_size = 0;
+                backend.configure_tls(&mut c, Some(tls_with(&ca)));
+                Node::launch(&name, &c)
+            })
+            .collect();
+        for n in &nodes {
+            n.wait_ready().await;
+        }
+        let mut sub = nodes[0].connect().await;
+        let ok = sub.subscribe("fleet").await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+        let (s, body) = nodes[1].api().trigger("fleet", "ev", "over-tls").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(sub.expect_event("ev").await["data"], "over-tls");
+        for n in &nodes {
+            let body = n.ready_body().await.unwrap();
+            assert_eq!(body["backends"]["adapter"]["status"], "ok", "{body}");
+            assert_eq!(
+                body["backends"]["delta_coordination"]["status"], "ok",
+                "{body}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
