@@ -76,3 +76,11 @@ pub async fn connect_options(
     }
     Ok(opts)
 }
+
+/// A connection error with its cause (the error's own text is only its kind).
+pub fn describe(e: &async_nats::ConnectError) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}

@@ -528,7 +528,7 @@ async fn nats_over_tls_with_user_password() {
     untrusted.tls = Some(tls_with(&other));
     let server = start(nats_node("nats-untrusted", &untrusted)).await;
     let body = wait_ready(&server, "untrusted nats certificate reported", |b| {
-        backend_error(b, "adapter").contains("tls")
+        backend_error(b, "adapter").contains("certificate")
     })
     .await;
     assert_eq!(body["status"], "degraded");

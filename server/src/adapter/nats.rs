@@ -24,6 +24,9 @@ pub struct NatsTransport {
     timeout: Duration,
     /// The client library's last connection error (bad credentials, TLS), until connected.
     last_error: Arc<Mutex<Option<String>>>,
+    /// The cause of the first failed attempt, in full: the client's retry events only carry an
+    /// error kind ("IO error"), not which certificate or credential was refused.
+    first_error: Arc<Mutex<Option<String>>>,
 }
 
 impl NatsTransport {
@@ -41,6 +44,7 @@ impl NatsTransport {
         config: &ServerConfig,
         node: &str,
         last_error: Arc<Mutex<Option<String>>>,
+        first_error: Arc<Mutex<Option<String>>>,
     ) -> Result<async_nats::ConnectOptions, AdapterError> {
         let servers = config.nats.servers.to_vec().join(",");
         let opts = crate::nats_backend::connect_options(&config.nats, node)
@@ -52,6 +56,7 @@ impl NatsTransport {
             })
             .event_callback(move |event| {
                 let last_error = last_error.clone();
+                let first_error = first_error.clone();
                 let servers = servers.clone();
                 async move {
                     let why = match &event {
@@ -68,7 +73,10 @@ impl NatsTransport {
                     };
                     match &why {
                         Some(e) => tracing::warn!(error = %e, "nats adapter: connection problem"),
-                        None => tracing::info!("nats adapter: connected"),
+                        None => {
+                            tracing::info!("nats adapter: connected");
+                            *first_error.lock().expect("lock") = None;
+                        }
                     }
                     *last_error.lock().expect("lock") = why;
                 }
@@ -83,14 +91,19 @@ impl NatsTransport {
         incoming: mpsc::Sender<Bytes>,
     ) -> Result<Arc<Self>, AdapterError> {
         let last_error = Arc::new(Mutex::new(Some("connecting".to_string())));
-        let opts = Self::options(config, node, last_error.clone()).await?;
+        let first_error = Arc::new(Mutex::new(None));
+        let opts = Self::options(config, node, last_error.clone(), first_error.clone()).await?;
         let servers = config.nats.servers.to_vec();
         let transport = Arc::new(NatsTransport {
             prefix: format!("{}.{}", config.nats.prefix, config.adapter.prefix),
             client: OnceCell::new(),
             timeout: Duration::from_millis(config.adapter.request_timeout_ms.max(100)),
             last_error,
+            first_error,
         });
+        let probe = crate::nats_backend::connect_options(&config.nats, node)
+            .await
+            .map_err(|e| AdapterError::Setup(e.to_string()))?;
         let subjects = vec![
             transport.subject(&Topic::Events(0)),
             transport.subject(&Topic::Control),
@@ -98,6 +111,12 @@ impl NatsTransport {
         ];
         let t = transport.clone();
         tokio::spawn(async move {
+            // One attempt without retries, only to learn the cause if it fails.
+            if let Err(e) = probe.connect(servers.clone()).await {
+                let why = crate::nats_backend::describe(&e);
+                tracing::warn!(error = %why, servers = ?servers, "nats adapter: cannot connect; retrying");
+                *t.first_error.lock().expect("lock") = Some(why);
+            }
             // With retry_on_initial_connect, connect returns at once and keeps trying.
             let client = match opts.connect(servers.clone()).await {
                 Ok(c) => c,
@@ -175,6 +194,10 @@ impl Transport for NatsTransport {
         if self.connected() {
             return None;
         }
-        self.last_error.lock().expect("lock").clone()
+        let last = self.last_error.lock().expect("lock").clone();
+        match (last, self.first_error.lock().expect("lock").clone()) {
+            (Some(last), Some(first)) => Some(format!("{last} (first attempt: {first})")),
+            (last, first) => last.or(first),
+        }
     }
 }

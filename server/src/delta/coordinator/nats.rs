@@ -75,12 +75,10 @@ impl NatsCoordinator {
         let opts = crate::nats_backend::connect_options(&self.nats, "delta")
             .await
             .map_err(unavailable)?;
-        let client = opts.connect(addrs).await.map_err(|e| {
-            // The source says which: a refused certificate, a wrong password, a timeout.
-            let detail = std::error::Error::source(&e)
-                .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
-            CoordinationError::Unavailable(detail)
-        })?;
+        let client = opts
+            .connect(addrs)
+            .await
+            .map_err(|e| CoordinationError::Unavailable(crate::nats_backend::describe(&e)))?;
         let js = jetstream::new(client);
         if let Ok(store) = js.get_key_value(&self.bucket).await {
             return Ok(store);
