@@ -537,6 +537,55 @@ async fn nats_over_tls_with_user_password() {
     assert!(e.to_lowercase().contains("certificate"), "{e}");
 }
 
+/// `verify: true`: the server requires a client certificate, sent from `tls.cert_file`/`key_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_mutual_tls() {
+    let ca = ca("sockudo-nats-mtls-ca");
+    let nats = {
+        let ca = ca.clone();
+        blocking(move || {
+            NatsServer::start_with(NatsSetup {
+                tls: Some(ca),
+                verify_clients: true,
+                auth: None,
+            })
+            .unwrap()
+        })
+        .await
+    };
+    let mut section = nats_section(&nats);
+    let mut tls = tls_with(&ca);
+    tls.cert_file = Some(ca.client_cert_file.display().to_string());
+    tls.key_file = Some(ca.client_key_file.display().to_string());
+    section.tls = Some(tls);
+    let nodes = [
+        start(nats_node("mtls-a", &section)).await,
+        start(nats_node("mtls-b", &section)).await,
+    ];
+    for n in &nodes {
+        all_ok(n).await;
+    }
+    delivery_across(&nodes).await;
+    next_seq_twice(&NatsCoordinator::new(
+        section.clone(),
+        "mtls",
+        Duration::from_secs(60),
+    ))
+    .await;
+    // Without the client certificate the server refuses: reported, publishes refused.
+    let mut no_cert = section;
+    no_cert.tls = Some(tls_with(&ca));
+    let server = start(nats_node("mtls-nocert", &no_cert)).await;
+    let body = wait_ready(&server, "missing client certificate reported", |b| {
+        b["backends"]["adapter"]["status"] == "degraded"
+            && b["backends"]["adapter"]["error"] != "connecting"
+    })
+    .await;
+    assert_eq!(body["status"], "degraded");
+    let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
+    assert_eq!(s, 503);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_with_token() {
     let nats = blocking(|| {
