@@ -1,5 +1,7 @@
-//! Connections to Redis and Redis Cluster, shared by every Redis-backed driver (cache, rate
-//! limiter, and the horizontal adapters when they want it).
+//! Connections to Redis and Redis Cluster: the one path every Redis consumer takes (cache, rate
+//! limiter, delta coordination, and the `redis` / `redis-cluster` adapters, which add their
+//! pub/sub connections from the same client via [`RedisBackend::pubsub`] and
+//! [`cluster_builder`]), so credentials, TLS, timeouts and reconnection are the same for all.
 //!
 //! [`RedisBackend::connect`] turns a [`RedisTarget`] (already resolved by the config crate, with
 //! password files read) into a cheap-to-clone handle:
@@ -12,8 +14,9 @@
 //!
 //! An unreachable backend never fails startup (the issue's rule: retried and reported, never
 //! silently replaced): the handle starts degraded and a supervisor task reconnects with
-//! exponential backoff. The same task PINGs while connected, so readiness and the `backend_up`
-//! gauge recover by themselves even without traffic. Each command result also updates the
+//! exponential backoff. The same task health-checks while connected (PING, plus slot coverage
+//! on a cluster), so readiness and the `backend_up` gauge recover by themselves even without
+//! traffic. Each command result also updates the
 //! health at once, so an outage shows up on the first failed request, not one interval later.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,7 @@ use prometheus::IntGauge;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
 use sockudo_config::{RedisClusterConnection, RedisConnection, RedisTarget, TlsConfig};
 
@@ -123,9 +127,9 @@ struct Inner {
     options: RedisOptions,
     conn: RwLock<Option<RedisConn>>,
     health: RwLock<BackendHealth>,
-    /// Whether the supervisor's last PING succeeded. On a cluster PING goes to every master:
-    /// while one is down, commands on the other masters' slots still succeed, and must not
-    /// report the backend healthy again (readiness would flap).
+    /// Whether the last health check passed and no command has failed since. While one cluster
+    /// master is down, commands on the other masters' slots still succeed, and must not report
+    /// the backend healthy again (readiness would flap); only a passing check clears it.
     ping_ok: AtomicBool,
     up: Option<IntGauge>,
 }
@@ -398,6 +402,9 @@ impl RedisBackend {
             }
             Ok(Err(source)) => {
                 if is_backend_down(&source) {
+                    // Only a passing health check clears it: on a cluster, commands on the
+                    // other masters' slots keep succeeding.
+                    self.inner.ping_ok.store(false, Ordering::Release);
                     self.inner
                         .set_health(BackendHealth::Degraded(source.to_string()));
                 }
@@ -408,6 +415,7 @@ impl RedisBackend {
                     name,
                     ms: timeout.as_millis(),
                 };
+                self.inner.ping_ok.store(false, Ordering::Release);
                 self.inner
                     .set_health(BackendHealth::Degraded(e.to_string()));
                 Err(e)
@@ -444,21 +452,39 @@ impl RedisBackend {
     }
 }
 
-/// One health probe. Standalone: PING. Cluster: PING (sent to every master the client is
-/// connected to) and `CLUSTER INFO` from any node, which also sees masters the client has
-/// dropped: a cluster that serves fewer than all 16384 slots is degraded even though the
+/// One health probe. Standalone: PING. Cluster: PING to every master that owns slots (listed
+/// by `CLUSTER NODES` from any node, so masters the client itself has dropped are included),
+/// and `CLUSTER INFO`'s slot coverage: a cluster with a master down is degraded even while the
 /// surviving masters answer.
 async fn health_check(conn: &mut RedisConn, cluster: bool) -> Result<(), String> {
-    redis::cmd("PING")
-        .query_async::<Value>(conn)
+    let cluster_conn = match conn {
+        RedisConn::Cluster(c) if cluster => c,
+        _ => {
+            return redis::cmd("PING")
+                .query_async::<Value>(conn)
+                .await
+                .map(drop)
+                .map_err(|e| format!("PING failed: {e}"));
+        }
+    };
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(cluster_conn)
         .await
-        .map_err(|e| format!("PING failed: {e}"))?;
-    if !cluster {
-        return Ok(());
+        .map_err(|e| format!("CLUSTER NODES failed: {e}"))?;
+    for (host, port) in slot_owners(&nodes) {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port,
+        });
+        cluster_conn
+            .route_command(redis::cmd("PING"), routing)
+            .await
+            .map_err(|e| format!("redis cluster master {host}:{port} unreachable: {e}"))?;
     }
     let info: String = redis::cmd("CLUSTER")
         .arg("INFO")
-        .query_async(conn)
+        .query_async(cluster_conn)
         .await
         .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
     let field = |name: &str| {
@@ -477,6 +503,23 @@ async fn health_check(conn: &mut RedisConn, cluster: bool) -> Result<(), String>
         field("cluster_slots_pfail"),
         field("cluster_slots_fail"),
     ))
+}
+
+/// `(host, port)` of every master owning slots, from `CLUSTER NODES` lines
+/// (`id host:port@bus[,hostname] flags master-id ping pong epoch link slot...`).
+fn slot_owners(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].split(',').any(|flag| flag == "master") {
+                return None;
+            }
+            let addr = f[1].split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Keeps one backend connected and its health current; ends when the backend is dropped.
@@ -549,5 +592,24 @@ async fn supervise(weak: Weak<Inner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_owners;
+
+    #[test]
+    fn slot_owners_are_masters_with_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,redis-1 master,fail - 0 0 2 disconnected 5461-10922
+c3 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+d4 127.0.0.1:7004@17004 master - 0 0 3 connected
+";
+        assert_eq!(
+            slot_owners(nodes),
+            vec![("127.0.0.1".into(), 7001), ("127.0.0.1".into(), 7002)]
+        );
     }
 }
