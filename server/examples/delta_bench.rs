@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sockudo_config::DeltaCompressionConfig;
+use sockudo_config::{
+    ClusterNode, DeltaCompressionConfig, NatsConfig, NatsServers, RedisClusterConnection,
+    RedisConnection, RedisTarget,
+};
 use sockudo_server::connection::handle::{ConnHandle, Frame};
 use sockudo_server::delta::coordinator::local::LocalCoordinator;
-use sockudo_server::delta::coordinator::nats::{NatsAuth, NatsCoordinator};
+use sockudo_server::delta::coordinator::nats::NatsCoordinator;
 use sockudo_server::delta::coordinator::redis::RedisCoordinator;
 use sockudo_server::delta::{Algorithm, Coordinator, DeltaMetrics, DeltaService, FanOut};
 use sockudo_server::protocol::server::{EventData, event};
@@ -251,7 +254,16 @@ async fn main() {
     latency(
         "redis",
         Arc::new(
-            RedisCoordinator::standalone(&redis.url(), "bench", Duration::from_secs(600)).unwrap(),
+            RedisCoordinator::connect(
+                &RedisTarget::Standalone(RedisConnection {
+                    url: Some(redis.url()),
+                    ..RedisConnection::default()
+                }),
+                "bench",
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap(),
         ),
     )
     .await;
@@ -259,7 +271,16 @@ async fn main() {
     latency(
         "redis-cluster",
         Arc::new(
-            RedisCoordinator::cluster(&cluster.urls(), "bench", Duration::from_secs(600)).unwrap(),
+            RedisCoordinator::connect(
+                &RedisTarget::Cluster(RedisClusterConnection {
+                    nodes: cluster.urls().into_iter().map(ClusterNode::Url).collect(),
+                    ..RedisClusterConnection::default()
+                }),
+                "bench",
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap(),
         ),
     )
     .await;
@@ -267,8 +288,10 @@ async fn main() {
     latency(
         "nats (kv cas)",
         Arc::new(NatsCoordinator::new(
-            vec![nats.url()],
-            NatsAuth::default(),
+            NatsConfig {
+                servers: NatsServers::List(vec![nats.url()]),
+                ..NatsConfig::default()
+            },
             "bench",
             Duration::from_secs(600),
         )),

@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod nats_backend;
 pub mod protocol;
 pub mod rate_limit;
 pub mod redis_backend;

@@ -1,5 +1,7 @@
-//! Connections to Redis and Redis Cluster, shared by every Redis-backed driver (cache, rate
-//! limiter, and the horizontal adapters when they want it).
+//! Connections to Redis and Redis Cluster: the one path every Redis consumer takes (cache, rate
+//! limiter, delta coordination, and the `redis` / `redis-cluster` adapters, which add their
+//! pub/sub connections from the same client via [`RedisBackend::pubsub`] and
+//! [`cluster_builder`]), so credentials, TLS, timeouts and reconnection are the same for all.
 //!
 //! [`RedisBackend::connect`] turns a [`RedisTarget`] (already resolved by the config crate, with
 //! password files read) into a cheap-to-clone handle:
@@ -12,10 +14,12 @@
 //!
 //! An unreachable backend never fails startup (the issue's rule: retried and reported, never
 //! silently replaced): the handle starts degraded and a supervisor task reconnects with
-//! exponential backoff. The same task PINGs while connected, so readiness and the `backend_up`
-//! gauge recover by themselves even without traffic. Each command result also updates the
+//! exponential backoff. The same task health-checks while connected (PING, plus slot coverage
+//! on a cluster), so readiness and the `backend_up` gauge recover by themselves even without
+//! traffic. Each command result also updates the
 //! health at once, so an outage shows up on the first failed request, not one interval later.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -23,8 +27,9 @@ use prometheus::IntGauge;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
-use sockudo_config::{RedisTarget, TlsConfig};
+use sockudo_config::{RedisClusterConnection, RedisConnection, RedisTarget, TlsConfig};
 
 use crate::adapter::BackendHealth;
 
@@ -122,6 +127,10 @@ struct Inner {
     options: RedisOptions,
     conn: RwLock<Option<RedisConn>>,
     health: RwLock<BackendHealth>,
+    /// Whether the last health check passed and no command has failed since. While one cluster
+    /// master is down, commands on the other masters' slots still succeed, and must not report
+    /// the backend healthy again (readiness would flap); only a passing check clears it.
+    ping_ok: AtomicBool,
     up: Option<IntGauge>,
 }
 
@@ -187,51 +196,73 @@ fn certificates(
     }))
 }
 
+/// A standalone client from a connection section: credentials, `rediss://` and the `tls` block.
+/// The adapter's pub/sub connections and every [`RedisBackend`] are made from it.
+pub fn standalone_client(
+    name: &'static str,
+    conn: &RedisConnection,
+) -> Result<redis::Client, RedisBackendError> {
+    let bad = |detail: String| RedisBackendError::Config { name, detail };
+    let mut url = conn.to_url().map_err(|e| bad(e.to_string()))?;
+    let tls = conn.tls.as_ref().filter(|t| t.enabled);
+    if tls.is_some() && url.starts_with("redis://") {
+        url = format!("rediss://{}", &url["redis://".len()..]);
+    }
+    if tls.is_some_and(|t| t.insecure_skip_verify) && !url.contains('#') {
+        url.push_str("#insecure");
+    }
+    match certificates(name, conn.tls.as_ref())? {
+        Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+        None => redis::Client::open(url.as_str()),
+    }
+    .map_err(|e| bad(e.to_string()))
+}
+
+/// A cluster client builder from a cluster section: credentials, TLS and the timeouts of `o`.
+/// Callers may add protocol options (the adapter adds RESP3 pushes) before `build()`.
+pub fn cluster_builder(
+    name: &'static str,
+    cluster: &RedisClusterConnection,
+    o: &RedisOptions,
+) -> Result<ClusterClientBuilder, RedisBackendError> {
+    let bad = |detail: String| RedisBackendError::Config { name, detail };
+    let urls = cluster.to_urls().map_err(|e| bad(e.to_string()))?;
+    let mut b = ClusterClientBuilder::new(urls)
+        .connection_timeout(o.connect_timeout)
+        .response_timeout(o.response_timeout)
+        // Few quick retries: MOVED/ASK and failovers are retried inside; a dead node
+        // should fail the request fast and let the caller's failure policy decide.
+        .retries(2)
+        .min_retry_wait(10)
+        .max_retry_wait(200);
+    if let Some(tls) = cluster.tls.as_ref().filter(|t| t.enabled) {
+        b = b.tls(if tls.insecure_skip_verify {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        });
+    }
+    if let Some(certs) = certificates(name, cluster.tls.as_ref())? {
+        b = b.certs(certs);
+    }
+    Ok(b)
+}
+
 fn recipe(
     name: &'static str,
     target: &RedisTarget,
     o: &RedisOptions,
 ) -> Result<Recipe, RedisBackendError> {
-    let bad = |detail: String| RedisBackendError::Config { name, detail };
     match target {
-        RedisTarget::Standalone(conn) => {
-            let mut url = conn.to_url().map_err(|e| bad(e.to_string()))?;
-            let tls = conn.tls.as_ref().filter(|t| t.enabled);
-            if tls.is_some() && url.starts_with("redis://") {
-                url = format!("rediss://{}", &url["redis://".len()..]);
-            }
-            if tls.is_some_and(|t| t.insecure_skip_verify) && !url.contains('#') {
-                url.push_str("#insecure");
-            }
-            let client = match certificates(name, conn.tls.as_ref())? {
-                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-                None => redis::Client::open(url.as_str()),
-            }
-            .map_err(|e| bad(e.to_string()))?;
-            Ok(Recipe::Standalone(client))
-        }
-        RedisTarget::Cluster(cluster) => {
-            let urls = cluster.to_urls().map_err(|e| bad(e.to_string()))?;
-            let mut b = ClusterClientBuilder::new(urls)
-                .connection_timeout(o.connect_timeout)
-                .response_timeout(o.response_timeout)
-                // Few quick retries: MOVED/ASK and failovers are retried inside; a dead node
-                // should fail the request fast and let the caller's failure policy decide.
-                .retries(2)
-                .min_retry_wait(10)
-                .max_retry_wait(200);
-            if let Some(tls) = cluster.tls.as_ref().filter(|t| t.enabled) {
-                b = b.tls(if tls.insecure_skip_verify {
-                    redis::TlsMode::Insecure
-                } else {
-                    redis::TlsMode::Secure
-                });
-            }
-            if let Some(certs) = certificates(name, cluster.tls.as_ref())? {
-                b = b.certs(certs);
-            }
-            Ok(Recipe::Cluster(b.build().map_err(|e| bad(e.to_string()))?))
-        }
+        RedisTarget::Standalone(conn) => Ok(Recipe::Standalone(standalone_client(name, conn)?)),
+        RedisTarget::Cluster(cluster) => Ok(Recipe::Cluster(
+            cluster_builder(name, cluster, o)?
+                .build()
+                .map_err(|e| RedisBackendError::Config {
+                    name,
+                    detail: e.to_string(),
+                })?,
+        )),
     }
 }
 
@@ -301,6 +332,7 @@ impl RedisBackend {
             options,
             conn: RwLock::new(None),
             health: RwLock::new(BackendHealth::Degraded("connecting".into())),
+            ping_ok: AtomicBool::new(true),
             up,
         });
         match inner.build().await {
@@ -363,11 +395,16 @@ impl RedisBackend {
         let timeout = self.inner.options.response_timeout;
         match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(v)) => {
-                self.inner.set_health(BackendHealth::Ok);
+                if self.inner.ping_ok.load(Ordering::Acquire) {
+                    self.inner.set_health(BackendHealth::Ok);
+                }
                 Ok(v)
             }
             Ok(Err(source)) => {
                 if is_backend_down(&source) {
+                    // Only a passing health check clears it: on a cluster, commands on the
+                    // other masters' slots keep succeeding.
+                    self.inner.ping_ok.store(false, Ordering::Release);
                     self.inner
                         .set_health(BackendHealth::Degraded(source.to_string()));
                 }
@@ -378,10 +415,33 @@ impl RedisBackend {
                     name,
                     ms: timeout.as_millis(),
                 };
+                self.inner.ping_ok.store(false, Ordering::Release);
                 self.inner
                     .set_health(BackendHealth::Degraded(e.to_string()));
                 Err(e)
             }
+        }
+    }
+
+    /// A dedicated pub/sub connection (standalone only), made from the same client as the
+    /// backend's own connection: same credentials, TLS and connect timeout. The caller owns its
+    /// reconnection (subscriptions live on it).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisBackendError> {
+        let name = self.inner.name;
+        let Recipe::Standalone(client) = &self.inner.recipe else {
+            return Err(RedisBackendError::Config {
+                name,
+                detail: "classic pub/sub connections need a standalone Redis".into(),
+            });
+        };
+        let timeout = self.inner.options.connect_timeout;
+        match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+            Ok(Ok(ps)) => Ok(ps),
+            Ok(Err(source)) => Err(RedisBackendError::Command { name, source }),
+            Err(_) => Err(RedisBackendError::Timeout {
+                name,
+                ms: timeout.as_millis(),
+            }),
         }
     }
 
@@ -390,6 +450,76 @@ impl RedisBackend {
         self.run(|mut c| async move { cmd.query_async(&mut c).await })
             .await
     }
+}
+
+/// One health probe. Standalone: PING. Cluster: PING to every master that owns slots (listed
+/// by `CLUSTER NODES` from any node, so masters the client itself has dropped are included),
+/// and `CLUSTER INFO`'s slot coverage: a cluster with a master down is degraded even while the
+/// surviving masters answer.
+async fn health_check(conn: &mut RedisConn, cluster: bool) -> Result<(), String> {
+    let cluster_conn = match conn {
+        RedisConn::Cluster(c) if cluster => c,
+        _ => {
+            return redis::cmd("PING")
+                .query_async::<Value>(conn)
+                .await
+                .map(drop)
+                .map_err(|e| format!("PING failed: {e}"));
+        }
+    };
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(cluster_conn)
+        .await
+        .map_err(|e| format!("CLUSTER NODES failed: {e}"))?;
+    for (host, port) in slot_owners(&nodes) {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port,
+        });
+        cluster_conn
+            .route_command(redis::cmd("PING"), routing)
+            .await
+            .map_err(|e| format!("redis cluster master {host}:{port} unreachable: {e}"))?;
+    }
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(cluster_conn)
+        .await
+        .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or("?")
+    };
+    let slots_ok = field("cluster_slots_ok");
+    if field("cluster_state") == "ok" && slots_ok == "16384" {
+        return Ok(());
+    }
+    Err(format!(
+        "redis cluster state {}: {slots_ok} of 16384 slots served ({} on masters suspected down, {} on failed masters)",
+        field("cluster_state"),
+        field("cluster_slots_pfail"),
+        field("cluster_slots_fail"),
+    ))
+}
+
+/// `(host, port)` of every master owning slots, from `CLUSTER NODES` lines
+/// (`id host:port@bus[,hostname] flags master-id ping pong epoch link slot...`).
+fn slot_owners(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].split(',').any(|flag| flag == "master") {
+                return None;
+            }
+            let addr = f[1].split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Keeps one backend connected and its health current; ends when the backend is dropped.
@@ -415,34 +545,43 @@ async fn supervise(weak: Weak<Inner>) {
         if connected {
             let conn = inner.conn.read().expect("conn lock").clone();
             let Some(mut conn) = conn else { continue };
-            let ping = tokio::time::timeout(
+            let cluster = matches!(inner.recipe, Recipe::Cluster(_));
+            let check = tokio::time::timeout(
                 inner.options.response_timeout,
-                redis::cmd("PING").query_async::<String>(&mut conn),
+                health_check(&mut conn, cluster),
             )
             .await;
-            match ping {
-                Ok(Ok(_)) => {
+            let failure = match check {
+                Ok(r) => r.err(),
+                Err(_) => Some("health check timed out".to_string()),
+            };
+            inner.ping_ok.store(failure.is_none(), Ordering::Release);
+            match failure {
+                None => {
                     failed_pings = 0;
                     inner.set_health(BackendHealth::Ok);
                 }
-                Ok(Err(e)) => {
+                Some(e) => {
                     failed_pings += 1;
-                    inner.set_health(BackendHealth::Degraded(e.to_string()));
-                }
-                Err(_) => {
-                    failed_pings += 1;
-                    inner.set_health(BackendHealth::Degraded("PING timed out".into()));
+                    inner.set_health(BackendHealth::Degraded(e));
                 }
             }
             if failed_pings >= REBUILD_AFTER {
                 failed_pings = 0;
-                *inner.conn.write().expect("conn lock") = None;
-                backoff = Some(inner.options.min_backoff);
+                // The old connection keeps serving while a fresh one is tried: with one
+                // cluster master down, the other masters' slots must keep working.
+                match inner.build().await {
+                    Ok(c) => *inner.conn.write().expect("conn lock") = Some(c),
+                    Err(e) => {
+                        tracing::debug!(backend = inner.name, error = %e, "rebuilding the redis connection failed; keeping the current one")
+                    }
+                }
             }
         } else {
             match inner.build().await {
                 Ok(c) => {
                     *inner.conn.write().expect("conn lock") = Some(c);
+                    inner.ping_ok.store(true, Ordering::Release);
                     inner.set_health(BackendHealth::Ok);
                     backoff = None;
                 }
@@ -453,5 +592,24 @@ async fn supervise(weak: Weak<Inner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_owners;
+
+    #[test]
+    fn slot_owners_are_masters_with_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,redis-1 master,fail - 0 0 2 disconnected 5461-10922
+c3 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+d4 127.0.0.1:7004@17004 master - 0 0 3 connected
+";
+        assert_eq!(
+            slot_owners(nodes),
+            vec![("127.0.0.1".into(), 7001), ("127.0.0.1".into(), 7002)]
+        );
     }
 }

@@ -87,7 +87,7 @@ pub async fn start(
     };
     let registry = Arc::new(AppRegistry::new(apps));
     let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-    let delta = Arc::new(DeltaService::from_config(&config, metrics.delta.clone())?);
+    let delta = Arc::new(DeltaService::from_config(&config, metrics.delta.clone()).await?);
     let adapter = crate::adapter::build(&config, metrics.clone()).await?;
     let cache = crate::drivers::cache(&config, &metrics).await?;
     let limiter = crate::drivers::rate_limiter(&config, &metrics).await?;

@@ -9,16 +9,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{APP_ID, Api, Client, KEY};
+use common::fleet::{Backend, EVENTUALLY, Node};
+use common::{APP_ID, Client};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sockudo_config::{
-    AdapterDriver, ClusterNode, RedisClusterConnection, RedisConnection, ServerConfig,
-};
 use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer, free_port};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,246 +24,52 @@ const QUOTA_APP: &str = "77";
 const QUOTA_KEY: &str = "quota-key";
 const QUOTA_SECRET: &str = "quota-secret";
 const NODE_TIMEOUT_MS: u64 = 3000;
-/// Bound for anything eventual (replication, failure detection, recovery).
-const EVENTUALLY: Duration = Duration::from_secs(20);
 
-enum Backend {
-    Redis(RedisServer),
-    Cluster(RedisCluster),
-    Nats(NatsServer),
-}
-
-impl Backend {
-    fn configure(&self, c: &mut ServerConfig) {
-        match self {
-            Backend::Redis(r) => {
-                c.adapter.driver = AdapterDriver::Redis;
-                c.database.redis = Some(RedisConnection {
-                    url: Some(r.url()),
-                    ..RedisConnection::default()
-                });
-            }
-            Backend::Cluster(rc) => {
-                c.adapter.driver = AdapterDriver::RedisCluster;
-                c.database.redis_cluster = Some(RedisClusterConnection {
-                    nodes: rc.urls().into_iter().map(ClusterNode::Url).collect(),
-                    ..RedisClusterConnection::default()
-                });
-            }
-            Backend::Nats(n) => {
-                c.adapter.driver = AdapterDriver::Nats;
-                c.nats.servers = sockudo_config::NatsServers::List(vec![n.url()]);
-            }
-        }
+/// A node of the suite: both apps, webhooks to `hook`, short heartbeats and timeouts.
+fn spawn(backend: &Backend, prefix: &str, name: &str, hook: &str) -> Node {
+    let mut c = common::config();
+    c.apps[0].webhooks.push(sockudo_config::WebhookConfig {
+        url: hook.into(),
+        event_types: vec![],
+        channel_prefix: None,
+        headers: Default::default(),
+    });
+    c.webhooks.batch_duration_ms = 20;
+    c.apps[0].features.enable_subscription_count = true;
+    let mut quota = sockudo_config::AppConfig::new(QUOTA_APP, QUOTA_KEY, QUOTA_SECRET);
+    quota.limits.max_connections = 3;
+    quota.limits.max_presence_members_per_channel = 2;
+    c.apps.push(quota);
+    c.port = free_port();
+    c.node_id = Some(name.into());
+    c.metrics.enabled = false;
+    c.adapter.prefix = prefix.into();
+    c.nats.prefix = "suite".into();
+    c.adapter.heartbeat_interval_ms = HEARTBEAT_MS;
+    c.adapter.node_timeout_ms = NODE_TIMEOUT_MS;
+    c.adapter.request_timeout_ms = 1000;
+    // The third node of a fleet holds publishes while the backend is down.
+    if name.ends_with("-2") {
+        c.adapter.publish_buffer_size = 5;
     }
-
-    fn kill(&mut self) {
-        match self {
-            Backend::Redis(r) => r.kill(),
-            Backend::Cluster(rc) => rc.nodes.iter_mut().for_each(RedisServer::kill),
-            Backend::Nats(n) => n.kill(),
-        }
-    }
-
-    fn restart(&mut self) {
-        match self {
-            Backend::Redis(r) => r.restart().unwrap(),
-            Backend::Cluster(rc) => {
-                for n in &mut rc.nodes {
-                    n.restart().unwrap();
-                }
-                rc.wait_ok().unwrap();
-            }
-            Backend::Nats(n) => n.restart().unwrap(),
-        }
-    }
-}
-
-/// One `sockudo` process.
-struct Node {
-    name: String,
-    port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn spawn(backend: &Backend, prefix: &str, name: &str, hook: &str) -> Node {
-        let mut c = common::config();
-        c.apps[0].webhooks.push(sockudo_config::WebhookConfig {
-            url: hook.into(),
-            event_types: vec![],
-            channel_prefix: None,
-            headers: Default::default(),
-        });
-        c.webhooks.batch_duration_ms = 20;
-        c.apps[0].features.enable_subscription_count = true;
-        let mut quota = sockudo_config::AppConfig::new(QUOTA_APP, QUOTA_KEY, QUOTA_SECRET);
-        quota.limits.max_connections = 3;
-        quota.limits.max_presence_members_per_channel = 2;
-        c.apps.push(quota);
-        c.port = free_port();
-        c.node_id = Some(name.into());
-        c.metrics.enabled = false;
-        c.adapter.prefix = prefix.into();
-        c.nats.prefix = "suite".into();
-        c.adapter.heartbeat_interval_ms = HEARTBEAT_MS;
-        c.adapter.node_timeout_ms = NODE_TIMEOUT_MS;
-        c.adapter.request_timeout_ms = 1000;
-        // The third node of a fleet holds publishes while the backend is down.
-        if name.ends_with("-2") {
-            c.adapter.publish_buffer_size = 5;
-        }
-        c.webhooks.vacate_delay_ms = 0;
-        // A short drain: the graceful-stop case waits for the node's sockets to close.
-        c.shutdown_grace_period = 1;
-        backend.configure(&mut c);
-        // A shared cache where there is a Redis: webhook transitions are then also claimed in
-        // it (de-duplication between nodes that both think they lead).
-        c.cache.driver = match backend {
-            Backend::Redis(_) => sockudo_config::CacheDriver::Redis,
-            Backend::Cluster(_) => sockudo_config::CacheDriver::RedisCluster,
-            Backend::Nats(_) => sockudo_config::CacheDriver::Memory,
-        };
-        c.cache.redis.prefix = Some(format!("{prefix}:cache:"));
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.json");
-        std::fs::write(&config, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-        let mut node = Node {
-            name: name.into(),
-            port: c.port,
-            config,
-            child: None,
-            _dir: dir,
-        };
-        node.start();
-        node
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.config.with_extension("log")).unwrap();
-        // SOCKUDO_BIN overrides the binary (several worktrees may share one target directory).
-        let bin = std::env::var_os("SOCKUDO_BIN").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_sockudo")),
-            PathBuf::from,
-        );
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("sockudo starts");
-        self.child = Some(child);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default()
-    }
-
-    fn signal(&mut self, sig: i32) {
-        if let Some(c) = &self.child {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, sig) };
-        }
-    }
-
-    /// SIGKILL: no goodbye.
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM: graceful stop (grace period 0 in these configs).
-    fn terminate(&mut self) {
-        self.signal(libc::SIGTERM);
-    }
-
-    /// Waits for the process to exit by itself.
-    async fn wait_exit(&mut self) {
-        let start = Instant::now();
-        while let Some(c) = &mut self.child {
-            if c.try_wait().unwrap().is_some() {
-                self.child = None;
-                return;
-            }
-            assert!(
-                start.elapsed() < EVENTUALLY,
-                "node {} did not stop",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn api(&self) -> Api {
-        Api {
-            base: format!("http://127.0.0.1:{}", self.port),
-            http: reqwest::Client::new(),
-            app: common::app(),
-        }
-    }
-
-    async fn ready_body(&self) -> Option<Value> {
-        let r = reqwest::get(format!("http://127.0.0.1:{}/ready", self.port))
-            .await
-            .ok()?;
-        serde_json::from_str(&r.text().await.ok()?).ok()
-    }
-
-    /// Waits until the node serves and its adapter backend is up.
-    async fn wait_ready(&self) {
-        let start = Instant::now();
-        loop {
-            if let Some(b) = self.ready_body().await
-                && b["backends"]["adapter"]["status"] == "ok"
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < EVENTUALLY,
-                "node {} not ready; log:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn connect(&self) -> Client {
-        self.connect_key(KEY).await
-    }
-
-    async fn connect_key(&self, key: &str) -> Client {
-        let url = format!(
-            "ws://127.0.0.1:{}/app/{key}?protocol=7&client=test&version=1",
-            self.port
-        );
-        let mut ws = tokio_tungstenite::connect_async(url).await.expect("ws").0;
-        let first = common::next_json(&mut ws).await;
-        assert_eq!(first["event"], "pusher:connection_established");
-        let data: Value = serde_json::from_str(first["data"].as_str().unwrap()).unwrap();
-        Client {
-            ws,
-            socket_id: data["socket_id"].as_str().unwrap().to_string(),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    c.webhooks.vacate_delay_ms = 0;
+    // A short drain: the graceful-stop case waits for the node's sockets to close.
+    c.shutdown_grace_period = 1;
+    backend.configure(&mut c);
+    // A shared cache where there is a Redis: webhook transitions are then also claimed in
+    // it (de-duplication between nodes that both think they lead).
+    c.cache.driver = match backend {
+        Backend::Redis(_) => sockudo_config::CacheDriver::Redis,
+        Backend::Cluster(_) => sockudo_config::CacheDriver::RedisCluster,
+        Backend::Nats(_) => sockudo_config::CacheDriver::Memory,
+    };
+    c.cache.redis.prefix = Some(format!("{prefix}:cache:"));
+    Node::launch(name, &c)
 }
 
 async fn fleet(backend: &Backend, prefix: &str, n: usize, hooks: &Hooks) -> Vec<Node> {
     let nodes: Vec<Node> = (0..n)
-        .map(|i| Node::spawn(backend, prefix, &format!("{prefix}-node-{i}"), &hooks.url))
+        .map(|i| spawn(backend, prefix, &format!("{prefix}-node-{i}"), &hooks.url))
         .collect();
     for node in &nodes {
         node.wait_ready().await;

@@ -12,17 +12,13 @@ mod common;
 mod delta_client;
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, KEY};
+use common::Client;
+use common::fleet::{Backend, EVENTUALLY, Node};
 use delta_client::{Decoded, DeltaDecoder, Kind};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sockudo_config::{
-    AdapterDriver, ClusterNode, RedisClusterConnection, RedisConnection, ServerConfig,
-};
 use sockudo_server::protocol::server::{EventData, event};
 use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer, free_port};
 use tokio_tungstenite::tungstenite::Message;
@@ -31,146 +27,30 @@ use tokio_tungstenite::tungstenite::Message;
 const N: u64 = 5;
 /// Messages per scenario.
 const MESSAGES: u64 = 30;
-/// Bound for anything eventual.
-const EVENTUALLY: Duration = Duration::from_secs(20);
 
-enum Backend {
-    Redis(RedisServer),
-    Cluster(RedisCluster),
-    Nats(NatsServer),
+/// A node with cluster-coordinated delta compression on `backend`.
+fn spawn(backend: &Backend, prefix: &str, name: &str) -> Node {
+    let mut c = common::config();
+    c.port = free_port();
+    c.node_id = Some(name.into());
+    c.metrics.enabled = false;
+    c.adapter.prefix = prefix.into();
+    c.nats.prefix = prefix.into();
+    c.delta_compression.enabled = true;
+    c.delta_compression.cluster_coordination = true;
+    c.delta_compression.full_message_interval = N;
+    c.delta_compression.min_message_size = 100;
+    backend.configure(&mut c);
+    Node::launch(name, &c)
 }
 
-impl Backend {
-    fn configure(&self, c: &mut ServerConfig) {
-        match self {
-            Backend::Redis(r) => {
-                c.adapter.driver = AdapterDriver::Redis;
-                c.database.redis = Some(RedisConnection {
-                    url: Some(r.url()),
-                    ..RedisConnection::default()
-                });
-            }
-            Backend::Cluster(rc) => {
-                c.adapter.driver = AdapterDriver::RedisCluster;
-                c.database.redis_cluster = Some(RedisClusterConnection {
-                    nodes: rc.urls().into_iter().map(ClusterNode::Url).collect(),
-                    ..RedisClusterConnection::default()
-                });
-            }
-            Backend::Nats(n) => {
-                c.adapter.driver = AdapterDriver::Nats;
-                c.nats.servers = sockudo_config::NatsServers::List(vec![n.url()]);
-            }
-        }
-    }
-}
-
-/// One `sockudo` process.
-struct Node {
-    name: String,
-    port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn spawn(backend: &Backend, prefix: &str, name: &str) -> Node {
-        let mut c = common::config();
-        c.port = free_port();
-        c.node_id = Some(name.into());
-        c.metrics.enabled = false;
-        c.adapter.prefix = prefix.into();
-        c.nats.prefix = prefix.into();
-        c.delta_compression.enabled = true;
-        c.delta_compression.cluster_coordination = true;
-        c.delta_compression.full_message_interval = N;
-        c.delta_compression.min_message_size = 100;
-        backend.configure(&mut c);
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.json");
-        std::fs::write(&config, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-        let log = std::fs::File::create(config.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sockudo"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("sockudo starts");
-        Node {
-            name: name.into(),
-            port: c.port,
-            config,
-            child: Some(child),
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default()
-    }
-
-    fn api(&self) -> common::Api {
-        common::Api {
-            base: format!("http://127.0.0.1:{}", self.port),
-            http: reqwest::Client::new(),
-            app: common::app(),
-        }
-    }
-
-    /// Waits until the node serves and both its adapter and its delta coordination are up.
-    async fn wait_ready(&self) {
-        let start = Instant::now();
-        loop {
-            let body: Option<Value> = async {
-                let r = reqwest::get(format!("http://127.0.0.1:{}/ready", self.port))
-                    .await
-                    .ok()?;
-                serde_json::from_str(&r.text().await.ok()?).ok()
-            }
-            .await;
-            if let Some(b) = body
-                && b["backends"]["adapter"]["status"] == "ok"
-                && b["backends"]["delta_coordination"]["status"] != "degraded"
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < EVENTUALLY,
-                "node {} not ready; log:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn connect(&self) -> Client {
-        let url = format!(
-            "ws://127.0.0.1:{}/app/{KEY}?protocol=7&client=test&version=1",
-            self.port
-        );
-        let mut ws = tokio_tungstenite::connect_async(url).await.expect("ws").0;
-        let first = common::next_json(&mut ws).await;
-        assert_eq!(first["event"], "pusher:connection_established");
-        let data: Value = serde_json::from_str(first["data"].as_str().unwrap()).unwrap();
-        Client {
-            ws,
-            socket_id: data["socket_id"].as_str().unwrap().to_string(),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Waits until the node serves and both its adapter and its delta coordination are up.
+async fn wait_ready(node: &Node) {
+    node.wait_ready_for("adapter and delta coordination up", |b| {
+        b["backends"]["adapter"]["status"] == "ok"
+            && b["backends"]["delta_coordination"]["status"] != "degraded"
+    })
+    .await;
 }
 
 /// A realistic ticker payload (well above `min_message_size`): a few changing numbers among
@@ -436,10 +316,10 @@ async fn concurrent_publishers(nodes: &[Node]) {
 
 async fn run(backend: Backend, prefix: &str) {
     let nodes: Vec<Node> = (0..3)
-        .map(|i| Node::spawn(&backend, prefix, &format!("{prefix}-node-{i}")))
+        .map(|i| spawn(&backend, prefix, &format!("{prefix}-node-{i}")))
         .collect();
     for n in &nodes {
-        n.wait_ready().await;
+        wait_ready(n).await;
     }
     round_robin(&nodes).await;
     concurrent_publishers(&nodes).await;

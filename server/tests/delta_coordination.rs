@@ -7,9 +7,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sockudo_config::DeltaCompressionConfig;
+use sockudo_config::{
+    ClusterNode, DeltaCompressionConfig, NatsConfig, NatsServers, RedisClusterConnection,
+    RedisConnection, RedisTarget,
+};
 use sockudo_server::adapter::BackendHealth;
-use sockudo_server::delta::coordinator::nats::{NatsAuth, NatsCoordinator};
+use sockudo_server::delta::coordinator::nats::NatsCoordinator;
 use sockudo_server::delta::coordinator::redis::RedisCoordinator;
 use sockudo_server::delta::{Coordinator, DeltaMetrics, DeltaService, StreamKey};
 use sockudo_test_backends::{NatsServer, RedisCluster, RedisServer};
@@ -32,9 +35,43 @@ fn service(c: Arc<dyn Coordinator>) -> DeltaService {
     )
 }
 
+fn standalone(url: &str) -> RedisTarget {
+    RedisTarget::Standalone(RedisConnection {
+        url: Some(url.into()),
+        ..RedisConnection::default()
+    })
+}
+
+fn cluster_target(urls: &[String]) -> RedisTarget {
+    RedisTarget::Cluster(RedisClusterConnection {
+        nodes: urls.iter().cloned().map(ClusterNode::Url).collect(),
+        ..RedisClusterConnection::default()
+    })
+}
+
+async fn redis_coordinator(target: &RedisTarget) -> RedisCoordinator {
+    RedisCoordinator::connect(target, "sockudo", TTL)
+        .await
+        .expect("coordinator")
+}
+
+fn nats_config(url: &str) -> NatsConfig {
+    NatsConfig {
+        servers: NatsServers::List(vec![url.into()]),
+        ..NatsConfig::default()
+    }
+}
+
 /// `NODES` services publishing concurrently on one stream (and a second, conflated stream).
-async fn concurrent_publishers(make: impl Fn() -> Arc<dyn Coordinator>) {
-    let services: Vec<Arc<DeltaService>> = (0..NODES).map(|_| Arc::new(service(make()))).collect();
+async fn concurrent_publishers<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Coordinator>>,
+{
+    let mut services: Vec<Arc<DeltaService>> = Vec::new();
+    for _ in 0..NODES {
+        services.push(Arc::new(service(make().await)));
+    }
     let mut tasks = Vec::new();
     for s in services {
         tasks.push(tokio::spawn(async move {
@@ -71,7 +108,7 @@ async fn concurrent_publishers(make: impl Fn() -> Arc<dyn Coordinator>) {
     let n = (NODES * PER_NODE) as u64;
     assert_eq!(all, (1..=n).collect::<BTreeSet<_>>(), "no lost increments");
     // Another stream (other conflation value) counts on its own.
-    let s = service(make());
+    let s = service(make().await);
     let d = s
         .decide(
             "app",
@@ -121,10 +158,9 @@ async fn outage_and_recovery(s: &DeltaService, kill: impl FnOnce(), restart: imp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_standalone() {
     let mut redis = RedisServer::start().expect("redis-server");
-    let url = redis.url();
-    concurrent_publishers(|| {
-        Arc::new(RedisCoordinator::standalone(&url, "sockudo", TTL).unwrap())
-            as Arc<dyn Coordinator>
+    let target = standalone(&redis.url());
+    concurrent_publishers(|| async {
+        Arc::new(redis_coordinator(&target).await) as Arc<dyn Coordinator>
     })
     .await;
     // Idle keys expire.
@@ -135,9 +171,7 @@ async fn redis_standalone() {
         .parse()
         .unwrap();
     assert!(ttl > 0 && ttl <= 600, "ttl {ttl}");
-    let s = service(Arc::new(
-        RedisCoordinator::standalone(&url, "sockudo", TTL).unwrap(),
-    ));
+    let s = service(Arc::new(redis_coordinator(&target).await));
     let port = redis.port;
     let r = std::cell::RefCell::new(&mut redis);
     outage_and_recovery(
@@ -152,13 +186,13 @@ async fn redis_standalone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_three_masters() {
     let cluster = RedisCluster::start(3, 0).expect("redis cluster");
-    let urls = cluster.urls();
-    concurrent_publishers(|| {
-        Arc::new(RedisCoordinator::cluster(&urls, "sockudo", TTL).unwrap()) as Arc<dyn Coordinator>
+    let target = cluster_target(&cluster.urls());
+    concurrent_publishers(|| async {
+        Arc::new(redis_coordinator(&target).await) as Arc<dyn Coordinator>
     })
     .await;
     // Streams of many channels spread over the masters and each counts correctly.
-    let c = RedisCoordinator::cluster(&urls, "sockudo", TTL).unwrap();
+    let c = redis_coordinator(&target).await;
     for i in 0..30 {
         let channel = format!("room-{i}");
         for want in 1..=3 {
@@ -185,19 +219,17 @@ async fn redis_cluster_three_masters() {
 async fn nats_jetstream_kv() {
     let mut nats = NatsServer::start().expect("nats-server");
     let url = nats.url();
-    concurrent_publishers(|| {
+    concurrent_publishers(|| async {
         // The reference's default prefix (with a colon) still yields a valid bucket name.
         Arc::new(NatsCoordinator::new(
-            vec![url.clone()],
-            NatsAuth::default(),
+            nats_config(&url),
             "sockudo_adapter:",
             TTL,
         )) as Arc<dyn Coordinator>
     })
     .await;
     let s = service(Arc::new(NatsCoordinator::new(
-        vec![url.clone()],
-        NatsAuth::default(),
+        nats_config(&url),
         "sockudo",
         TTL,
     )));

@@ -60,7 +60,7 @@ pub async fn build(
     let inbox = horizontal::inbox_of(&me);
     let (in_tx, in_rx) = mpsc::channel(horizontal::INCOMING_CAPACITY);
     let transport: Arc<dyn Transport> = match driver {
-        AdapterDriver::Redis => redis::RedisTransport::start(config, &inbox, in_tx)?,
+        AdapterDriver::Redis => redis::RedisTransport::start(config, &inbox, in_tx).await?,
         AdapterDriver::RedisCluster => {
             redis_cluster::RedisClusterTransport::start(config, &inbox, in_tx)?
         }

@@ -6,8 +6,7 @@
 //! a publish is refused while disconnected (the client would otherwise buffer it silently)
 //! and is flushed to the server before it counts as accepted.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,15 +22,11 @@ pub struct NatsTransport {
     prefix: String,
     client: OnceCell<async_nats::Client>,
     timeout: Duration,
-}
-
-fn secret(value: &Option<String>, file: &Option<String>) -> Result<Option<String>, AdapterError> {
-    match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
-            .map_err(|e| AdapterError::Setup(format!("cannot read {path}: {e}"))),
-        None => Ok(value.clone()),
-    }
+    /// The client library's last connection error (bad credentials, TLS), until connected.
+    last_error: Arc<Mutex<Option<String>>>,
+    /// The cause of the first failed attempt, in full: the client's retry events only carry an
+    /// error kind ("IO error"), not which certificate or credential was refused.
+    first_error: Arc<Mutex<Option<String>>>,
 }
 
 impl NatsTransport {
@@ -43,43 +38,49 @@ impl NatsTransport {
         }
     }
 
+    /// The shared options (credentials, TLS) plus this adapter's reconnection policy; connection
+    /// events are logged and errors kept for readiness.
     async fn options(
         config: &ServerConfig,
         node: &str,
+        last_error: Arc<Mutex<Option<String>>>,
+        first_error: Arc<Mutex<Option<String>>>,
     ) -> Result<async_nats::ConnectOptions, AdapterError> {
-        let n = &config.nats;
-        let mut opts = async_nats::ConnectOptions::new()
-            .name(format!("sockudo-{node}"))
+        let servers = config.nats.servers.to_vec().join(",");
+        let opts = crate::nats_backend::connect_options(&config.nats, node)
+            .await
+            .map_err(|e| AdapterError::Setup(e.to_string()))?
             .retry_on_initial_connect()
-            .connection_timeout(Duration::from_millis(n.connection_timeout_ms.max(100)))
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
             })
-            .event_callback(|event| async move {
-                tracing::info!(%event, "nats adapter: connection event");
+            .event_callback(move |event| {
+                let last_error = last_error.clone();
+                let first_error = first_error.clone();
+                let servers = servers.clone();
+                async move {
+                    let why = match &event {
+                        async_nats::Event::Connected => None,
+                        async_nats::Event::ServerError(e) => Some(format!("server error: {e}")),
+                        async_nats::Event::ClientError(e) => {
+                            Some(format!("cannot connect to {servers}: {e}"))
+                        }
+                        async_nats::Event::Disconnected => Some("disconnected".into()),
+                        _ => {
+                            tracing::info!(%event, "nats adapter: connection event");
+                            return;
+                        }
+                    };
+                    match &why {
+                        Some(e) => tracing::warn!(error = %e, "nats adapter: connection problem"),
+                        None => {
+                            tracing::info!("nats adapter: connected");
+                            *first_error.lock().expect("lock") = None;
+                        }
+                    }
+                    *last_error.lock().expect("lock") = why;
+                }
             });
-        if let Some(path) = &n.credentials_file {
-            opts = opts
-                .credentials_file(path)
-                .await
-                .map_err(|e| AdapterError::Setup(format!("nats.credentials_file {path}: {e}")))?;
-        }
-        if let Some(user) = &n.username {
-            let password = secret(&n.password, &n.password_file)?.unwrap_or_default();
-            opts = opts.user_and_password(user.clone(), password);
-        }
-        if let Some(token) = secret(&n.token, &n.token_file)? {
-            opts = opts.token(token);
-        }
-        if let Some(tls) = n.tls.as_ref().filter(|t| t.enabled) {
-            opts = opts.require_tls(true);
-            if let Some(ca) = &tls.ca_file {
-                opts = opts.add_root_certificates(PathBuf::from(ca));
-            }
-            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-                opts = opts.add_client_certificate(PathBuf::from(cert), PathBuf::from(key));
-            }
-        }
         Ok(opts)
     }
 
@@ -89,13 +90,20 @@ impl NatsTransport {
         inbox: &str,
         incoming: mpsc::Sender<Bytes>,
     ) -> Result<Arc<Self>, AdapterError> {
-        let opts = Self::options(config, node).await?;
+        let last_error = Arc::new(Mutex::new(Some("connecting".to_string())));
+        let first_error = Arc::new(Mutex::new(None));
+        let opts = Self::options(config, node, last_error.clone(), first_error.clone()).await?;
         let servers = config.nats.servers.to_vec();
         let transport = Arc::new(NatsTransport {
             prefix: format!("{}.{}", config.nats.prefix, config.adapter.prefix),
             client: OnceCell::new(),
             timeout: Duration::from_millis(config.adapter.request_timeout_ms.max(100)),
+            last_error,
+            first_error,
         });
+        let probe = crate::nats_backend::connect_options(&config.nats, node)
+            .await
+            .map_err(|e| AdapterError::Setup(e.to_string()))?;
         let subjects = vec![
             transport.subject(&Topic::Events(0)),
             transport.subject(&Topic::Control),
@@ -103,6 +111,12 @@ impl NatsTransport {
         ];
         let t = transport.clone();
         tokio::spawn(async move {
+            // One attempt without retries, only to learn the cause if it fails.
+            if let Err(e) = probe.connect(servers.clone()).await {
+                let why = crate::nats_backend::describe(&e);
+                tracing::warn!(error = %why, servers = ?servers, "nats adapter: cannot connect; retrying");
+                *t.first_error.lock().expect("lock") = Some(why);
+            }
             // With retry_on_initial_connect, connect returns at once and keeps trying.
             let client = match opts.connect(servers.clone()).await {
                 Ok(c) => c,
@@ -150,11 +164,15 @@ impl Transport for NatsTransport {
     }
 
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), TransportError> {
+        let not_connected = || {
+            let why = self.last_error.lock().expect("lock").clone();
+            TransportError::NotConnected(why.unwrap_or_else(|| "connecting".into()))
+        };
         let Some(client) = self.client.get() else {
-            return Err(TransportError::NotConnected);
+            return Err(not_connected());
         };
         if client.connection_state() != async_nats::connection::State::Connected {
-            return Err(TransportError::NotConnected);
+            return Err(not_connected());
         }
         client
             .publish(self.subject(topic), payload)
@@ -170,5 +188,16 @@ impl Transport for NatsTransport {
         self.client
             .get()
             .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        if self.connected() {
+            return None;
+        }
+        let last = self.last_error.lock().expect("lock").clone();
+        match (last, self.first_error.lock().expect("lock").clone()) {
+            (Some(last), Some(first)) => Some(format!("{last} (first attempt: {first})")),
+            (last, first) => last.or(first),
+        }
     }
 }

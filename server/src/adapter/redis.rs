@@ -1,27 +1,29 @@
 //! `adapter.driver: redis`: classic pub/sub on one Redis server.
 //!
 //! Names: `{prefix}:events`, `{prefix}:control` and `{prefix}:node:{node}-{boot}` (the inbox).
-//! Publishes go through a `ConnectionManager` (reconnects by itself, commands time out); a
-//! dedicated subscriber connection is re-established with backoff after any failure.
+//! Publishes go through a [`RedisBackend`] (the same connection path as the cache and rate
+//! limiter: credentials, TLS, timeouts, reconnection); a dedicated subscriber connection, made
+//! from the same client, is re-established with backoff after any failure.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sockudo_config::ServerConfig;
-use tokio::sync::{RwLock, mpsc};
+use sockudo_config::{RedisTarget, ServerConfig};
+use tokio::sync::mpsc;
 
-use crate::adapter::AdapterError;
 use crate::adapter::horizontal::transport::{Backoff, Topic, Transport, TransportError};
-use crate::adapter::redis_conn;
+use crate::adapter::{AdapterError, BackendHealth, redis_conn};
+use crate::redis_backend::{RedisBackend, RedisBackendError};
 
 pub struct RedisTransport {
     prefix: String,
-    publisher: RwLock<Option<ConnectionManager>>,
+    backend: RedisBackend,
     subscribed: AtomicBool,
+    /// Why the subscriber is not connected (a TLS or AUTH failure reads better than "down").
+    subscribe_error: Mutex<Option<String>>,
 }
 
 impl RedisTransport {
@@ -33,78 +35,51 @@ impl RedisTransport {
         }
     }
 
-    /// Starts connecting in the background; a Redis that is down at startup is retried.
-    pub fn start(
+    /// Connects (one attempt; a Redis that is down at startup is retried in the background).
+    pub async fn start(
         config: &ServerConfig,
         inbox: &str,
         incoming: mpsc::Sender<Bytes>,
     ) -> Result<Arc<Self>, AdapterError> {
-        let url = redis_conn::standalone_url(config)?;
-        let client = redis::Client::open(url).map_err(|e| AdapterError::Setup(e.to_string()))?;
+        let target = RedisTarget::Standalone(redis_conn::standalone(config)?);
+        let backend =
+            RedisBackend::connect("adapter", &target, redis_conn::options(config), None).await?;
         let transport = Arc::new(RedisTransport {
             prefix: config.adapter.prefix.clone(),
-            publisher: RwLock::new(None),
+            backend,
             subscribed: AtomicBool::new(false),
-        });
-        let timeout = redis_conn::timeout(config);
-        let t = transport.clone();
-        let c = client.clone();
-        tokio::spawn(async move {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(std::time::Duration::from_secs(2));
-            let mut backoff = Backoff::new();
-            loop {
-                match ConnectionManager::new_with_config(c.clone(), cfg.clone()).await {
-                    Ok(m) => {
-                        *t.publisher.write().await = Some(m);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "redis adapter: cannot connect; retrying");
-                        backoff.wait().await;
-                    }
-                }
-            }
+            subscribe_error: Mutex::new(None),
         });
         let topics = vec![
             transport.name(&Topic::Events(0)),
             transport.name(&Topic::Control),
             transport.name(&Topic::Node(inbox.to_string())),
         ];
-        tokio::spawn(subscriber(
-            transport.clone(),
-            client,
-            topics,
-            incoming,
-            timeout,
-        ));
+        tokio::spawn(subscriber(transport.clone(), topics, incoming));
         Ok(transport)
     }
 }
 
-async fn subscriber(
-    t: Arc<RedisTransport>,
-    client: redis::Client,
-    topics: Vec<String>,
-    incoming: mpsc::Sender<Bytes>,
-    timeout: std::time::Duration,
-) {
+async fn subscriber(t: Arc<RedisTransport>, topics: Vec<String>, incoming: mpsc::Sender<Bytes>) {
     let mut backoff = Backoff::new();
     loop {
-        let connected = tokio::time::timeout(timeout, async {
-            let mut ps = client.get_async_pubsub().await?;
+        let connected = async {
+            let mut ps = t.backend.pubsub().await?;
             for topic in &topics {
-                ps.subscribe(topic).await?;
+                ps.subscribe(topic)
+                    .await
+                    .map_err(|source| RedisBackendError::Command {
+                        name: "adapter",
+                        source,
+                    })?;
             }
-            Ok::<_, redis::RedisError>(ps)
-        })
+            Ok::<_, RedisBackendError>(ps)
+        }
         .await;
         match connected {
-            Ok(Ok(ps)) => {
+            Ok(ps) => {
                 backoff.reset();
+                *t.subscribe_error.lock().expect("lock") = None;
                 t.subscribed.store(true, Ordering::Release);
                 tracing::info!(channels = ?topics, "redis adapter: subscribed");
                 let mut stream = ps.into_on_message();
@@ -115,10 +90,14 @@ async fn subscriber(
                     }
                 }
                 t.subscribed.store(false, Ordering::Release);
+                *t.subscribe_error.lock().expect("lock") =
+                    Some("subscriber connection lost".into());
                 tracing::warn!("redis adapter: subscriber connection lost; reconnecting");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "redis adapter: cannot subscribe; retrying"),
-            Err(_) => tracing::warn!("redis adapter: subscribe timed out; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis adapter: cannot subscribe; retrying");
+                *t.subscribe_error.lock().expect("lock") = Some(e.to_string());
+            }
         }
         backoff.wait().await;
     }
@@ -135,19 +114,26 @@ impl Transport for RedisTransport {
     }
 
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), TransportError> {
-        let Some(mut conn) = self.publisher.read().await.clone() else {
-            return Err(TransportError::NotConnected);
-        };
-        redis::cmd("PUBLISH")
-            .arg(self.name(topic))
-            .arg(payload.as_ref())
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| TransportError::Backend(e.to_string()))
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.name(topic)).arg(payload.as_ref());
+        match self.backend.query::<i64>(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(RedisBackendError::NotConnected { detail, .. }) => {
+                Err(TransportError::NotConnected(detail))
+            }
+            Err(RedisBackendError::Timeout { ms, .. }) => Err(TransportError::Timeout(ms as u64)),
+            Err(e) => Err(TransportError::Backend(e.to_string())),
+        }
     }
 
     fn connected(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        if let BackendHealth::Degraded(e) = self.backend.health() {
+            return Some(e);
+        }
+        self.subscribe_error.lock().expect("lock").clone()
     }
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use sockudo_config::ServerConfig;
@@ -27,6 +26,7 @@ use tokio::sync::{RwLock, mpsc};
 use crate::adapter::AdapterError;
 use crate::adapter::horizontal::transport::{Backoff, Topic, Transport, TransportError};
 use crate::adapter::redis_conn;
+use crate::redis_backend;
 
 /// Shard channels for events; enough to land on every master of a typical cluster.
 pub const EVENT_BUCKETS: u16 = 16;
@@ -40,6 +40,8 @@ pub struct RedisClusterTransport {
     failing_since: Mutex<Option<Instant>>,
     reconnect: Mutex<Option<mpsc::UnboundedSender<()>>>,
     last_reset: Mutex<Option<Instant>>,
+    /// Why the last connect-and-subscribe attempt failed (TLS, AUTH, unreachable).
+    connect_error: Mutex<Option<String>>,
 }
 
 /// The cluster client retries on its own, but after every node was down at once it may never
@@ -77,6 +79,7 @@ async fn supervise(
                 );
                 *t.conn.write().await = Some(conn);
                 *t.failing_since.lock().expect("lock") = None;
+                *t.connect_error.lock().expect("lock") = None;
                 t.up.store(true, Ordering::Release);
                 backoff.reset();
                 if rebuild.recv().await.is_none() {
@@ -90,6 +93,7 @@ async fn supervise(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis-cluster adapter: cannot connect and subscribe; retrying");
+                *t.connect_error.lock().expect("lock") = Some(e.to_string());
                 backoff.wait().await;
             }
         }
@@ -114,16 +118,16 @@ impl RedisClusterTransport {
         inbox: &str,
         incoming: mpsc::Sender<Bytes>,
     ) -> Result<Arc<Self>, AdapterError> {
-        let urls = redis_conn::cluster_urls(config)?;
+        let cluster = redis_conn::cluster(config)?;
         let timeout = redis_conn::timeout(config);
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
-        let client = ClusterClientBuilder::new(urls)
-            .use_protocol(redis::ProtocolVersion::RESP3)
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .push_sender(push_tx)
-            .build()
-            .map_err(|e| AdapterError::Setup(e.to_string()))?;
+        // The shared builder (credentials, TLS, timeouts), plus RESP3 pushes for subscriptions.
+        let client =
+            redis_backend::cluster_builder("adapter", &cluster, &redis_conn::options(config))?
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push_tx)
+                .build()
+                .map_err(|e| AdapterError::Setup(e.to_string()))?;
         let transport = Arc::new(RedisClusterTransport {
             prefix: config.adapter.prefix.clone(),
             sharded: config.adapter.sharded_pubsub,
@@ -132,6 +136,7 @@ impl RedisClusterTransport {
             failing_since: Mutex::new(None),
             reconnect: Mutex::new(None),
             last_reset: Mutex::new(None),
+            connect_error: Mutex::new(None),
         });
         let mut topics: Vec<String> = (0..EVENT_BUCKETS)
             .map(|b| transport.name(&Topic::Events(b)))
@@ -265,7 +270,10 @@ impl Transport for RedisClusterTransport {
 
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), TransportError> {
         let Some(mut conn) = self.conn.read().await.clone() else {
-            return Err(TransportError::NotConnected);
+            let why = self.connect_error.lock().expect("lock").clone();
+            return Err(TransportError::NotConnected(
+                why.unwrap_or_else(|| "connecting".into()),
+            ));
         };
         let cmd = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
         // Counts as failed unless it completes: the caller may drop it on its own timeout.
@@ -290,6 +298,13 @@ impl Transport for RedisClusterTransport {
 
     fn connected(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        if self.up.load(Ordering::Acquire) {
+            return None;
+        }
+        self.connect_error.lock().expect("lock").clone()
     }
 
     fn reset(&self) {

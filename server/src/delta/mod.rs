@@ -16,9 +16,7 @@ pub mod wire;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sockudo_config::{
-    AdapterDriver, ConfigError, DeltaCompressionConfig, RedisTarget, ServerConfig, read_secret,
-};
+use sockudo_config::{AdapterDriver, ConfigError, DeltaCompressionConfig, ServerConfig};
 
 use crate::adapter::BackendHealth;
 pub use algorithm::Algorithm;
@@ -65,9 +63,13 @@ impl DeltaService {
         }
     }
 
-    /// The service for a server config: cluster coordination on the adapter's backend when
+    /// The service for a server config: cluster coordination on the adapter's backend (its
+    /// `database.redis*` or `nats` section, credentials and TLS included) when
     /// `delta_compression.cluster_coordination` is set, else node-local counting.
-    pub fn from_config(config: &ServerConfig, metrics: DeltaMetrics) -> Result<Self, ConfigError> {
+    pub async fn from_config(
+        config: &ServerConfig,
+        metrics: DeltaMetrics,
+    ) -> Result<Self, ConfigError> {
         let d = &config.delta_compression;
         // Backend keys outlive socket bases, so a restarted count never meets an old base.
         let ttl = Duration::from_secs(d.max_state_age_secs.max(1) * 2);
@@ -76,51 +78,26 @@ impl DeltaService {
             config.adapter.driver,
         ) {
             (true, AdapterDriver::Redis | AdapterDriver::RedisCluster) => {
-                let invalid = |e: CoordinationError| ConfigError::Invalid(vec![e.to_string()]);
-                let prefix = &config.adapter.prefix;
-                match config.adapter_redis() {
-                    Some(RedisTarget::Standalone(c)) => Arc::new(
-                        coordinator::redis::RedisCoordinator::standalone(&c.to_url()?, prefix, ttl)
-                            .map_err(invalid)?,
-                    ),
-                    Some(RedisTarget::Cluster(c)) => {
-                        let urls: Vec<String> = c
-                            .nodes
-                            .iter()
-                            .map(|n| format!("redis://{}", n.address()))
-                            .collect();
-                        Arc::new(
-                            coordinator::redis::RedisCoordinator::cluster(&urls, prefix, ttl)
-                                .map_err(invalid)?,
-                        )
-                    }
-                    None => {
-                        return Err(ConfigError::Invalid(vec![
-                            "`delta_compression.cluster_coordination` needs the adapter's Redis in `database`".into(),
-                        ]));
-                    }
-                }
-            }
-            (true, AdapterDriver::Nats) => {
-                let n = &config.nats;
-                let password = read_secret(
-                    "nats.password",
-                    n.password.as_deref(),
-                    n.password_file.as_deref(),
-                )?;
-                let token = read_secret("nats.token", n.token.as_deref(), n.token_file.as_deref())?;
-                let auth = coordinator::nats::NatsAuth {
-                    user_password: n.username.clone().zip(password),
-                    token,
-                    credentials_file: n.credentials_file.clone(),
+                let Some(target) = config.adapter_redis() else {
+                    return Err(ConfigError::Invalid(vec![
+                        "`delta_compression.cluster_coordination` needs the adapter's Redis in `database`".into(),
+                    ]));
                 };
-                Arc::new(coordinator::nats::NatsCoordinator::new(
-                    n.servers.to_vec(),
-                    auth,
-                    &n.prefix,
-                    ttl,
-                ))
+                Arc::new(
+                    coordinator::redis::RedisCoordinator::connect(
+                        &target,
+                        &config.adapter.prefix,
+                        ttl,
+                    )
+                    .await
+                    .map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?,
+                )
             }
+            (true, AdapterDriver::Nats) => Arc::new(coordinator::nats::NatsCoordinator::new(
+                config.nats.clone(),
+                &config.nats.prefix,
+                ttl,
+            )),
             _ => Arc::new(coordinator::local::LocalCoordinator::new(ttl, 100_000)),
         };
         Ok(Self::new(d.clone(), coordinator, metrics))

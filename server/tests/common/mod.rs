@@ -2,6 +2,8 @@
 //! HTTP client.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};

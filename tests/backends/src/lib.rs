@@ -2,12 +2,16 @@
 //! `redis-cli --cluster create`, and `nats-server` with JetStream, each on free loopback ports in
 //! its own temporary directory. Every process is killed when its handle drops.
 //!
+//! TLS (a throwaway CA made with `openssl`) and credentials are opt-in per server.
+//!
 //! A missing binary is an error that says how to install it: tests fail, they never skip.
 
 mod nats;
 mod process;
 mod redis;
+mod tls;
 
-pub use nats::NatsServer;
+pub use nats::{NatsAuth, NatsServer, NatsSetup};
 pub use process::{BackendError, free_port};
-pub use redis::{RedisCluster, RedisServer};
+pub use redis::{ClientAuth, RedisCluster, RedisServer, RedisSetup};
+pub use tls::TestCa;

@@ -2,9 +2,54 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::process::{BackendError, Guarded, free_port, require, resp_command, wait_until};
+use crate::tls::{TestCa, path_str};
+
+/// Whether `redis-server --tls-auth-clients` asks clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `no`: server-side TLS only.
+    No,
+    /// `optional`: a client certificate is checked when one is sent.
+    Optional,
+    /// `yes`: mutual TLS required.
+    Yes,
+}
+
+impl ClientAuth {
+    fn as_arg(self) -> &'static str {
+        match self {
+            ClientAuth::No => "no",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Yes => "yes",
+        }
+    }
+}
+
+/// How to start a server: plain by default; TLS-only (`--port 0 --tls-port P`) with `tls`;
+/// `requirepass` (also `masterauth`) with `password`; an ACL user with every permission with
+/// `user` (the default user then needs `password`, or stays open without it).
+#[derive(Debug, Clone, Default)]
+pub struct RedisSetup {
+    pub tls: Option<(Arc<TestCa>, ClientAuth)>,
+    pub password: Option<String>,
+    pub user: Option<(String, String)>,
+    /// Cluster nodes: `cluster-require-full-coverage no`, so a lost master without replica
+    /// stops only its own slots (Redis' default stops the whole cluster).
+    pub partial_coverage: bool,
+}
+
+impl RedisSetup {
+    pub fn tls(ca: &Arc<TestCa>, auth: ClientAuth) -> RedisSetup {
+        RedisSetup {
+            tls: Some((ca.clone(), auth)),
+            ..RedisSetup::default()
+        }
+    }
+}
 
 /// One `redis-server` on a free loopback port, no persistence.
 #[derive(Debug)]
@@ -13,20 +58,24 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     process: Guarded,
     cluster_mode: bool,
-    /// `requirepass` (and `masterauth`, so replicas can sync), when set.
-    password: Option<String>,
+    setup: RedisSetup,
 }
 
 impl RedisServer {
     pub fn start() -> Result<RedisServer, BackendError> {
-        Self::start_on(free_port(), false, None)
+        Self::start_on(free_port(), false, RedisSetup::default())
+    }
+
+    /// A standalone server with TLS and/or credentials.
+    pub fn start_with(setup: RedisSetup) -> Result<RedisServer, BackendError> {
+        Self::start_on(free_port(), false, setup)
     }
 
     /// A lone `redis-server --cluster-enabled yes` that has met nobody and owns no slot, for
     /// tests of code that forms the cluster itself (no `redis-cli --cluster create`). With a
     /// password, it is both `requirepass` and `masterauth`, as in the operator's `auth.conf`.
     pub fn start_cluster_node(password: Option<&str>) -> Result<RedisServer, BackendError> {
-        Self::start_on(free_cluster_port(), true, password)
+        Self::start_cluster_node_on(free_cluster_port(), password)
     }
 
     /// [`RedisServer::start_cluster_node`] on a port chosen earlier (e.g. with [`free_port`]),
@@ -35,29 +84,39 @@ impl RedisServer {
         port: u16,
         password: Option<&str>,
     ) -> Result<RedisServer, BackendError> {
-        Self::start_on(port, true, password)
+        let setup = RedisSetup {
+            password: password.map(str::to_string),
+            ..RedisSetup::default()
+        };
+        Self::start_on(port, true, setup)
     }
 
     fn start_on(
         port: u16,
         cluster_mode: bool,
-        password: Option<&str>,
+        setup: RedisSetup,
     ) -> Result<RedisServer, BackendError> {
         let dir = tempfile::Builder::new()
             .prefix("sockudo-redis-")
             .tempdir()?;
-        let process = spawn(&dir, port, cluster_mode, password)?;
+        let process = spawn(&dir, port, cluster_mode, &setup)?;
         Ok(RedisServer {
             port,
             dir,
             process,
             cluster_mode,
-            password: password.map(str::to_string),
+            setup,
         })
     }
 
+    /// `redis://127.0.0.1:P` (`rediss://` with TLS), without credentials.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.setup.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn address(&self) -> String {
@@ -77,25 +136,13 @@ impl RedisServer {
     /// A cluster node keeps its `nodes.conf`, so it rejoins with its slots.
     pub fn restart(&mut self) -> Result<(), BackendError> {
         self.process.kill();
-        self.process = spawn(
-            &self.dir,
-            self.port,
-            self.cluster_mode,
-            self.password.as_deref(),
-        )?;
+        self.process = spawn(&self.dir, self.port, self.cluster_mode, &self.setup)?;
         Ok(())
     }
 
-    /// Runs `redis-cli` against this server and returns its stdout.
+    /// Runs `redis-cli` against this server (with its TLS and credentials) and returns stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String, BackendError> {
-        match &self.password {
-            Some(p) => {
-                let mut all = vec!["-a", p.as_str(), "--no-auth-warning"];
-                all.extend_from_slice(args);
-                cli(self.port, &all)
-            }
-            None => cli(self.port, args),
-        }
+        cli(self.port, &self.setup, args)
     }
 }
 
@@ -122,14 +169,29 @@ fn spawn(
     dir: &tempfile::TempDir,
     port: u16,
     cluster_mode: bool,
-    password: Option<&str>,
+    setup: &RedisSetup,
 ) -> Result<Guarded, BackendError> {
     let bin = require("redis-server", "redis-server")?;
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir.path())
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
         .args(["--dir", &dir.path().display().to_string()]);
+    match &setup.tls {
+        None => {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        Some((ca, auth)) => {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", &path_str(&ca.cert_file)])
+                .args(["--tls-key-file", &path_str(&ca.key_file)])
+                .args(["--tls-ca-cert-file", &path_str(&ca.ca_file)])
+                .args(["--tls-auth-clients", auth.as_arg()]);
+            if cluster_mode {
+                cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+            }
+        }
+    }
     if cluster_mode {
         cmd.args([
             "--cluster-enabled",
@@ -138,29 +200,59 @@ fn spawn(
             "nodes.conf",
         ])
         .args(["--cluster-node-timeout", "2000"]);
+        if setup.partial_coverage {
+            cmd.args(["--cluster-require-full-coverage", "no"]);
+        }
     }
-    if let Some(p) = password {
+    if let Some(p) = &setup.password {
         cmd.args(["--requirepass", p, "--masterauth", p]);
+    }
+    if let Some((u, p)) = &setup.user {
+        // One argument per ACL rule: redis-server joins them into the `user` directive.
+        cmd.args(["--user", u, "on", &format!(">{p}"), "~*", "&*", "+@all"]);
+        cmd.args(["--masteruser", u, "--masterauth", p]);
     }
     let log = log_path(dir);
     let process = Guarded::spawn(cmd, &format!("redis-server on port {port}"), &log)?;
+    let plain = setup.tls.is_none();
     wait_until(
         &format!("redis-server on port {port}"),
         Duration::from_secs(10),
         &log,
-        // With a password the server answers NOAUTH: up all the same.
+        // With a password the server answers NOAUTH: up all the same. A TLS port does not
+        // answer plain RESP; its log says when it listens.
         || {
-            resp_command(port, "PING")
-                .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
+            if plain {
+                resp_command(port, "PING")
+                    .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
+            } else {
+                std::fs::read_to_string(&log)
+                    .is_ok_and(|l| l.contains("Ready to accept connections"))
+            }
         },
     )?;
     Ok(process)
 }
 
-fn cli(port: u16, args: &[&str]) -> Result<String, BackendError> {
+fn cli(port: u16, setup: &RedisSetup, args: &[&str]) -> Result<String, BackendError> {
     let bin = require("redis-cli", "redis-tools")?;
-    let out = Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new(bin);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some((ca, _)) = &setup.tls {
+        cmd.args(["--tls", "--cacert", &path_str(&ca.ca_file)])
+            .args(["--cert", &path_str(&ca.client_cert_file)])
+            .args(["--key", &path_str(&ca.client_key_file)]);
+    }
+    match (&setup.user, &setup.password) {
+        (Some((u, p)), _) => {
+            cmd.args(["--user", u, "--pass", p, "--no-auth-warning"]);
+        }
+        (None, Some(p)) => {
+            cmd.args(["-a", p, "--no-auth-warning"]);
+        }
+        (None, None) => {}
+    }
+    let out = cmd
         .args(args)
         .output()
         .map_err(|source| BackendError::Spawn {
@@ -185,9 +277,18 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize, replicas_per_master: usize) -> Result<RedisCluster, BackendError> {
+        Self::start_with(masters, replicas_per_master, RedisSetup::default())
+    }
+
+    /// A cluster whose every node (and cluster bus) uses `setup`'s TLS and credentials.
+    pub fn start_with(
+        masters: usize,
+        replicas_per_master: usize,
+        setup: RedisSetup,
+    ) -> Result<RedisCluster, BackendError> {
         let total = masters * (1 + replicas_per_master);
         let nodes = (0..total)
-            .map(|_| RedisServer::start_on(free_cluster_port(), true, None))
+            .map(|_| RedisServer::start_on(free_cluster_port(), true, setup.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(RedisServer::address));
@@ -197,7 +298,7 @@ impl RedisCluster {
             "--cluster-yes".into(),
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(nodes[0].port, &args)?;
+        nodes[0].cli(&args)?;
         let cluster = RedisCluster { nodes };
         cluster.wait_ok()?;
         Ok(cluster)
@@ -235,21 +336,18 @@ impl RedisCluster {
     ) -> Result<String, BackendError> {
         let from_id = from.cli(&["cluster", "myid"])?.trim().to_string();
         let to_id = to.cli(&["cluster", "myid"])?.trim().to_string();
-        let out = cli(
-            self.nodes[0].port,
-            &[
-                "--cluster",
-                "reshard",
-                &self.nodes[0].address(),
-                "--cluster-from",
-                &from_id,
-                "--cluster-to",
-                &to_id,
-                "--cluster-slots",
-                &slots.to_string(),
-                "--cluster-yes",
-            ],
-        )?;
+        let out = self.nodes[0].cli(&[
+            "--cluster",
+            "reshard",
+            &self.nodes[0].address(),
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ])?;
         self.wait_ok()?;
         Ok(out)
     }
@@ -289,5 +387,31 @@ mod tests {
             resp_command(n.port, "PING").is_some_and(|r| r.starts_with("-NOAUTH")),
             "a password is required"
         );
+    }
+
+    #[test]
+    fn tls_only_server_with_an_acl_user() {
+        let ca = Arc::new(TestCa::generate("redis-test-ca").unwrap());
+        let setup = RedisSetup {
+            user: Some(("app".into(), "pw".into())),
+            password: Some("admin".into()),
+            ..RedisSetup::tls(&ca, ClientAuth::Optional)
+        };
+        let r = RedisServer::start_with(setup).unwrap();
+        assert!(r.url().starts_with("rediss://"));
+        assert_eq!(r.cli(&["PING"]).unwrap().trim(), "PONG");
+        assert!(
+            resp_command(r.port, "PING").is_none_or(|reply| !reply.starts_with("+PONG")),
+            "the port speaks TLS only"
+        );
+    }
+
+    #[test]
+    fn tls_cluster_forms() {
+        let ca = Arc::new(TestCa::generate("redis-cluster-ca").unwrap());
+        let c = RedisCluster::start_with(3, 0, RedisSetup::tls(&ca, ClientAuth::No)).unwrap();
+        let info = c.nodes[1].cli(&["cluster", "info"]).unwrap();
+        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+        assert!(c.urls()[0].starts_with("rediss://"));
     }
 }

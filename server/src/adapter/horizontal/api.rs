@@ -250,7 +250,11 @@ impl Adapter for HorizontalAdapter {
         if self.core.healthy.load(Ordering::Acquire) {
             BackendHealth::Ok
         } else {
-            let e = self.core.last_error.lock().expect("lock").clone();
+            let e = self
+                .core
+                .transport
+                .last_error()
+                .or_else(|| self.core.last_error.lock().expect("lock").clone());
             BackendHealth::Degraded(e.unwrap_or_else(|| "backend unreachable".into()))
         }
     }

@@ -18,8 +18,8 @@ pub enum Topic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("backend not connected")]
-    NotConnected,
+    #[error("backend not connected: {0}")]
+    NotConnected(String),
     #[error("backend did not answer within {0} ms")]
     Timeout(u64),
     #[error("backend refused: {0}")]
@@ -38,6 +38,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Connected right now, as far as the client library knows.
     fn connected(&self) -> bool;
+
+    /// Why the connection is down, as the client library reported it (a refused certificate or
+    /// password reads better in readiness than "unreachable"); None while connected.
+    fn last_error(&self) -> Option<String> {
+        None
+    }
 
     /// The core saw no message come back for a while although publishing may work: the
     /// transport should re-establish its subscriptions (rate-limited by the transport).

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
+use sockudo_config::NatsConfig;
 use tokio::sync::Mutex;
 
 use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
@@ -20,17 +21,9 @@ use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escap
 /// CAS attempts before giving up (each conflict means another publisher got a number).
 const MAX_ATTEMPTS: u32 = 64;
 
-/// Credentials for the connection (the adapter's `nats` section).
-#[derive(Debug, Clone, Default)]
-pub struct NatsAuth {
-    pub user_password: Option<(String, String)>,
-    pub token: Option<String>,
-    pub credentials_file: Option<String>,
-}
-
 pub struct NatsCoordinator {
-    servers: Vec<String>,
-    auth: NatsAuth,
+    /// The `nats` section: servers, credentials and TLS, shared with the adapter.
+    nats: NatsConfig,
     bucket: String,
     ttl: Duration,
     /// Connected on first use; dropped on a backend error so the next attempt reconnects and
@@ -43,11 +36,11 @@ fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
 }
 
 impl NatsCoordinator {
-    /// Connects lazily (first publish) to `servers`; the bucket is created if missing.
-    pub fn new(servers: Vec<String>, auth: NatsAuth, prefix: &str, ttl: Duration) -> Self {
+    /// Connects lazily (first publish) to `nats.servers`; the bucket is created if missing.
+    /// The bucket is named after `prefix` (`nats.prefix` in a server).
+    pub fn new(nats: NatsConfig, prefix: &str, ttl: Duration) -> Self {
         NatsCoordinator {
-            servers,
-            auth,
+            nats,
             bucket: bucket_name(prefix),
             ttl,
             store: Mutex::new(None),
@@ -70,24 +63,22 @@ impl NatsCoordinator {
 
     async fn connect(&self) -> Result<kv::Store, CoordinationError> {
         let addrs = self
+            .nats
             .servers
+            .to_vec()
             .iter()
             .map(|s| s.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
         // No retry_on_initial_connect: a failed first connect must fail fast (the
         // service's breaker retries later) rather than leave a client looping.
-        let mut opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2));
-        if let Some((u, p)) = &self.auth.user_password {
-            opts = opts.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(t) = &self.auth.token {
-            opts = opts.token(t.clone());
-        }
-        if let Some(f) = &self.auth.credentials_file {
-            opts = opts.credentials_file(f).await.map_err(unavailable)?;
-        }
-        let client = opts.connect(addrs).await.map_err(unavailable)?;
+        let opts = crate::nats_backend::connect_options(&self.nats, "delta")
+            .await
+            .map_err(unavailable)?;
+        let client = opts
+            .connect(addrs)
+            .await
+            .map_err(|e| CoordinationError::Unavailable(crate::nats_backend::describe(&e)))?;
         let js = jetstream::new(client);
         if let Ok(store) = js.get_key_value(&self.bucket).await {
             return Ok(store);

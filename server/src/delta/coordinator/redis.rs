@@ -3,16 +3,19 @@
 //!
 //! Key: `{prefix}:delta:{<app>:<channel>}:<conflation>`. The hash tag puts every stream of a
 //! channel on one Cluster slot; parts are escaped (`=XX`) so `:`/`{`/`}` in values cannot collide.
+//!
+//! The connection is a [`RedisBackend`], made from the adapter's `database.redis` /
+//! `database.redis_cluster` section like every other Redis consumer's (credentials, TLS,
+//! timeouts, reconnection).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
-use tokio::sync::OnceCell;
+use sockudo_config::RedisTarget;
 
 use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
+use crate::redis_backend::{RedisBackend, RedisBackendError, RedisOptions};
 
 const SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -20,53 +23,30 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return n
 ";
 
-enum Target {
-    Standalone(Box<redis::Client>),
-    Cluster(Box<redis::cluster::ClusterClient>),
-}
-
-enum Conn {
-    Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
 pub struct RedisCoordinator {
-    target: Target,
-    /// Connected on first use, so a Redis that is down at startup only delays deltas.
-    conn: OnceCell<Conn>,
+    backend: RedisBackend,
     script: Script,
     prefix: String,
     ttl_secs: u64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
-    CoordinationError::Unavailable(e.to_string())
-}
-
 impl RedisCoordinator {
-    /// A standalone Redis at `url`.
-    pub fn standalone(url: &str, prefix: &str, ttl: Duration) -> Result<Self, CoordinationError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(Self::new(Target::Standalone(Box::new(client)), prefix, ttl))
-    }
-
-    /// A Redis Cluster from its seed node URLs.
-    pub fn cluster(
-        urls: &[String],
+    /// Connects to `target` (one attempt; a Redis that is down is retried in the background and
+    /// only delays deltas). Only a bad configuration is an error.
+    pub async fn connect(
+        target: &RedisTarget,
         prefix: &str,
         ttl: Duration,
-    ) -> Result<Self, CoordinationError> {
-        let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
-            .retries(2)
-            .build()
-            .map_err(unavailable)?;
-        Ok(Self::new(Target::Cluster(Box::new(client)), prefix, ttl))
+    ) -> Result<Self, RedisBackendError> {
+        let backend =
+            RedisBackend::connect("delta_coordination", target, RedisOptions::default(), None)
+                .await?;
+        Ok(Self::new(backend, prefix, ttl))
     }
 
-    fn new(target: Target, prefix: &str, ttl: Duration) -> Self {
+    pub fn new(backend: RedisBackend, prefix: &str, ttl: Duration) -> Self {
         RedisCoordinator {
-            target,
-            conn: OnceCell::new(),
+            backend,
             script: Script::new(SCRIPT),
             prefix: prefix.trim_end_matches(':').to_string(),
             ttl_secs: ttl.as_secs().max(1),
@@ -75,60 +55,41 @@ impl RedisCoordinator {
 
     /// The Redis key of a stream.
     pub fn key(&self, k: StreamKey<'_>) -> String {
-        let keep = |b: u8| !matches!(b, b'=' | b':' | b'{' | b'}') && b.is_ascii_graphic();
-        format!(
-            "{}:delta:{{{}:{}}}:{}",
-            self.prefix,
-            escaped(k.app_id, keep),
-            escaped(k.channel, keep),
-            k.conflation_key
-                .map_or_else(|| "-".to_string(), |c| format!("k{}", escaped(c, keep)))
-        )
+        stream_key(&self.prefix, k)
     }
+}
 
-    async fn conn(&self) -> Result<&Conn, CoordinationError> {
-        self.conn
-            .get_or_try_init(|| async {
-                match &self.target {
-                    Target::Standalone(c) => {
-                        let cfg = redis::aio::ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(Duration::from_secs(2)))
-                            .set_response_timeout(Some(Duration::from_secs(2)))
-                            .set_number_of_retries(1);
-                        ConnectionManager::new_with_config((**c).clone(), cfg)
-                            .await
-                            .map(Conn::Standalone)
-                            .map_err(unavailable)
-                    }
-                    Target::Cluster(c) => c
-                        .get_async_connection()
-                        .await
-                        .map(Conn::Cluster)
-                        .map_err(unavailable),
-                }
-            })
-            .await
-    }
+/// `{prefix}:delta:{<app>:<channel>}:<conflation>` (prefix without its trailing `:`).
+fn stream_key(prefix: &str, k: StreamKey<'_>) -> String {
+    let keep = |b: u8| !matches!(b, b'=' | b':' | b'{' | b'}') && b.is_ascii_graphic();
+    format!(
+        "{prefix}:delta:{{{}:{}}}:{}",
+        escaped(k.app_id, keep),
+        escaped(k.channel, keep),
+        k.conflation_key
+            .map_or_else(|| "-".to_string(), |c| format!("k{}", escaped(c, keep)))
+    )
 }
 
 #[async_trait]
 impl Coordinator for RedisCoordinator {
     fn driver(&self) -> &'static str {
-        match self.target {
-            Target::Standalone(_) => "redis",
-            Target::Cluster(_) => "redis-cluster",
-        }
+        self.backend.driver()
     }
 
     async fn next_seq(&self, k: StreamKey<'_>) -> Result<u64, CoordinationError> {
         let key = self.key(k);
         let mut inv = self.script.key(&key);
         inv.arg(self.ttl_secs);
-        let n: i64 = match self.conn().await? {
-            Conn::Standalone(c) => inv.invoke_async(&mut c.clone()).await,
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
-        }
-        .map_err(unavailable)?;
+        let inv = &inv;
+        let n: i64 = self
+            .backend
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
+            .map_err(|e| match e {
+                RedisBackendError::Timeout { ms, .. } => CoordinationError::Timeout(ms as u64),
+                e => CoordinationError::Unavailable(e.to_string()),
+            })?;
         u64::try_from(n).map_err(|_| CoordinationError::Protocol(format!("INCR gave {n}")))
     }
 }
@@ -139,20 +100,23 @@ mod tests {
 
     #[test]
     fn keys_are_escaped_and_hash_tagged() {
-        let c =
-            RedisCoordinator::standalone("redis://127.0.0.1:1", "sockudo:", Duration::from_secs(9))
-                .unwrap();
-        let k = c.key(StreamKey {
-            app_id: "1",
-            channel: "private-a:b",
-            conflation_key: Some("x}{y z"),
-        });
+        let k = stream_key(
+            "sockudo",
+            StreamKey {
+                app_id: "1",
+                channel: "private-a:b",
+                conflation_key: Some("x}{y z"),
+            },
+        );
         assert_eq!(k, "sockudo:delta:{1:private-a=3Ab}:kx=7D=7By=20z");
-        let k = c.key(StreamKey {
-            app_id: "1",
-            channel: "c",
-            conflation_key: None,
-        });
+        let k = stream_key(
+            "sockudo",
+            StreamKey {
+                app_id: "1",
+                channel: "c",
+                conflation_key: None,
+            },
+        );
         assert_eq!(k, "sockudo:delta:{1:c}:-");
     }
 }
