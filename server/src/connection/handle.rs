@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use std::task::{Context, Poll};
+
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use futures_util::task::AtomicWaker;
+use tokio::sync::mpsc;
 
 use crate::delta::SocketDelta;
 use crate::protocol::ErrorCode;
@@ -23,7 +26,8 @@ pub struct ConnHandle {
     pub delta: SocketDelta,
     /// Close code requested by someone else (0: none).
     close_code: AtomicU16,
-    wake: Notify,
+    /// The connection task, woken when a close is requested.
+    task: AtomicWaker,
 }
 
 impl ConnHandle {
@@ -34,7 +38,7 @@ impl ConnHandle {
             tx,
             delta: SocketDelta::default(),
             close_code: AtomicU16::new(0),
-            wake: Notify::new(),
+            task: AtomicWaker::new(),
         }
     }
 
@@ -57,18 +61,21 @@ impl ConnHandle {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.wake.notify_one();
+            self.task.wake();
         }
     }
 
-    /// The close requested by [`ConnHandle::close`], once one is.
-    pub async fn close_requested(&self) -> u16 {
-        loop {
-            let code = self.close_code.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
-            }
-            self.wake.notified().await;
+    /// The close requested by [`ConnHandle::close`], once one is (registers the task's waker:
+    /// cheap enough to poll on every wake-up of the connection task).
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<u16> {
+        let code = self.close_code.load(Ordering::Acquire);
+        if code != 0 {
+            return Poll::Ready(code);
+        }
+        self.task.register(cx.waker());
+        match self.close_code.load(Ordering::Acquire) {
+            0 => Poll::Pending,
+            code => Poll::Ready(code),
         }
     }
 }

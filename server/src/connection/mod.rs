@@ -3,6 +3,7 @@
 
 pub mod handle;
 mod session;
+mod wake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
