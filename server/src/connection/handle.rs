@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 
+use super::outbox::{Outbox, Refused};
 use crate::delta::SocketDelta;
 use crate::protocol::ErrorCode;
 use crate::socket_id::SocketId;
@@ -21,7 +21,8 @@ pub type Frame = Utf8Bytes;
 pub struct ConnHandle {
     pub socket_id: SocketId,
     pub app_id: Arc<str>,
-    tx: mpsc::Sender<Frame>,
+    /// Frames waiting for the connection task to write them.
+    pub outbox: Outbox,
     /// Delta compression state (inactive until the client opts in).
     pub delta: SocketDelta,
     /// Close code requested by someone else (0: none).
@@ -31,11 +32,12 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new(socket_id: SocketId, app_id: Arc<str>, tx: mpsc::Sender<Frame>) -> Self {
+    /// A handle whose queue holds at most `max_queued` frames.
+    pub fn new(socket_id: SocketId, app_id: Arc<str>, max_queued: usize) -> Self {
         ConnHandle {
             socket_id,
             app_id,
-            tx,
+            outbox: Outbox::new(max_queued),
             delta: SocketDelta::default(),
             close_code: AtomicU16::new(0),
             task: AtomicWaker::new(),
@@ -44,13 +46,13 @@ impl ConnHandle {
 
     /// Queues a frame; false when the socket is gone or was just disconnected as too slow.
     pub fn send(&self, frame: &Frame) -> bool {
-        match self.tx.try_send(frame.clone()) {
+        match self.outbox.push(frame.clone()) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.close(ErrorCode::OverCapacity);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
     }
 

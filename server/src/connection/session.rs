@@ -11,7 +11,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockudo_config::RateLimit;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::apps::App;
@@ -117,7 +116,7 @@ impl Session {
         self.send(frames::error(code, message));
     }
 
-    pub(super) async fn run(&mut self, socket: &mut WebSocket, mut rx: mpsc::Receiver<Frame>) {
+    pub(super) async fn run(&mut self, socket: &mut WebSocket) {
         let config = &self.state.config;
         let activity = Duration::from_secs(config.activity_timeout.max(1));
         let pong_timeout = Duration::from_secs(config.pong_timeout.max(1));
@@ -136,10 +135,11 @@ impl Session {
         let first = signin_deadline.map_or(last_seen + activity, |d| d.min(last_seen + activity));
         let timer = sleep_until(first);
         tokio::pin!(timer);
-        // Wake-ups are mostly queued frames: poll the socket and the shutdown signal only when
-        // they woke the task.
+        // Wake-ups are mostly queued frames: poll the socket, the shutdown signal and the timer
+        // only when they woke the task.
         let read_gate = Gate::new();
         let close_all_gate = Gate::new();
+        let timer_gate = Gate::new();
 
         let code = loop {
             // The order is the priority: closes, then queued frames, then the client, then timers.
@@ -153,13 +153,15 @@ impl Session {
                 {
                     return Poll::Ready(Event::Close(ErrorCode::Reconnect.code()));
                 }
-                if let Poll::Ready(Some(frame)) = rx.poll_recv(cx) {
+                if let Poll::Ready(frame) = handle.outbox.poll_pop(cx) {
                     return Poll::Ready(Event::Frame(frame));
                 }
                 if let Poll::Ready(msg) = read_gate.poll(cx, |cx| socket.poll_next_unpin(cx)) {
                     return Poll::Ready(Event::Read(msg));
                 }
-                timer.as_mut().poll(cx).map(|()| Event::Timer)
+                timer_gate
+                    .poll(cx, |cx| timer.as_mut().poll(cx))
+                    .map(|()| Event::Timer)
             })
             .await;
             match event {
@@ -169,13 +171,9 @@ impl Session {
                         return;
                     }
                     for _ in 1..MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(f) => {
-                                if socket.feed(Message::Text(f)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
+                        let Some(f) = handle.outbox.pop() else { break };
+                        if socket.feed(Message::Text(f)).await.is_err() {
+                            return;
                         }
                     }
                     if socket.flush().await.is_err() {
@@ -237,12 +235,13 @@ impl Session {
                         _ => next,
                     };
                     timer.as_mut().reset(next);
+                    timer_gate.open();
                 }
             }
         };
         if code != ErrorCode::OverCapacity.code() {
             // Frames queued before the close (e.g. the `pusher:error` explaining it) go first.
-            while let Ok(f) = rx.try_recv() {
+            while let Some(f) = handle.outbox.pop() {
                 if socket.feed(Message::Text(f)).await.is_err() {
                     return;
                 }

@@ -46,6 +46,11 @@ impl Gate {
         }
     }
 
+    /// Makes the next [`Gate::poll`] poll the source (e.g. after re-arming it).
+    pub(super) fn open(&self) {
+        self.flag.ready.store(true, Ordering::Release);
+    }
+
     /// Runs `poll` with the gate's waker if the source woke since it last returned Pending;
     /// otherwise returns Pending at once. The task's waker is woken by the source's wake-ups.
     pub(super) fn poll<T>(
