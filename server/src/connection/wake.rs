@@ -81,21 +81,21 @@ mod tests {
         let gate = Gate::new();
         let polls = std::cell::Cell::new(0);
         let saved: std::cell::RefCell<Option<Waker>> = Default::default();
-        let mut poll_source = |cx: &mut Context<'_>| {
+        let poll_source = |cx: &mut Context<'_>| {
             polls.set(polls.get() + 1);
             *saved.borrow_mut() = Some(cx.waker().clone());
             Poll::<()>::Pending
         };
         poll_fn(|cx| {
-            assert!(gate.poll(cx, &mut poll_source).is_pending());
-            assert!(gate.poll(cx, &mut poll_source).is_pending());
+            assert!(gate.poll(cx, poll_source).is_pending());
+            assert!(gate.poll(cx, poll_source).is_pending());
             Poll::Ready(())
         })
         .await;
         assert_eq!(polls.get(), 1, "not polled again before a wake-up");
         saved.borrow().as_ref().unwrap().wake_by_ref();
         poll_fn(|cx| {
-            assert!(gate.poll(cx, &mut poll_source).is_pending());
+            assert!(gate.poll(cx, poll_source).is_pending());
             Poll::Ready(())
         })
         .await;

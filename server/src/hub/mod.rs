@@ -804,7 +804,7 @@ mod tests {
             &Arc::from("remote"),
             Some(RawValue::from_string(r#"{"n":1}"#.into()).unwrap()),
         );
-        let (c, mut rx) = conn();
+        let (c, rx) = conn();
         hub.subscribe("presence-c", &c, Some(member("local")), false)
             .unwrap();
         let f = rx.outbox.pop().unwrap();
