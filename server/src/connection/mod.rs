@@ -178,9 +178,10 @@ async fn run(state: Arc<ServerState>, mut socket: WebSocket, key: String, origin
         tracing::debug!(%socket_id, app_id = %app.id, "connected");
         let mut session = Session::new(state.clone(), app.clone(), handle.clone());
         session.run(&mut socket).await;
+        // Nothing is written any more: later deliveries are not counted as sent.
+        handle.outbox.close();
         session.cleanup();
     }
-    handle.outbox.close();
     state.metrics.connections.dec();
     state.hub().app(&app.id).remove_connection();
     state.hub().remove_connection();
