@@ -21,6 +21,12 @@ shift 3
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bench="${SOCKUDO_BENCH_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/sockudo-bench}"
 mkdir -p "$out"
+need() { command -v "$1" >/dev/null || { echo "profile.sh: $1 not found (apt-get install $2)" >&2; exit 2; }; }
+case "$mode" in
+  callgrind) need valgrind valgrind; need callgrind_control valgrind ;;
+  syscalls) need perf linux-perf ;;
+esac
+[ -x "$bench" ] || { echo "profile.sh: $bench missing (cargo build --release -p sockudo-bench)" >&2; exit 2; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
