@@ -82,9 +82,7 @@ async fn run_stream(
         Arc::new(LocalCoordinator::new(Duration::from_secs(600), 10_000)),
         DeltaMetrics::default(),
     );
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let conn = ConnHandle::new(SocketId::random(), Arc::from("app"), tx);
+    let conn = ConnHandle::new(SocketId::random(), Arc::from("app"), 16);
     conn.delta.enable(algorithm, Duration::from_secs(300));
     let metrics = DeltaMetrics::default();
     for (ev, data) in events {

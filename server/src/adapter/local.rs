@@ -41,8 +41,7 @@ impl Adapter for LocalAdapter {
     ) -> Result<usize, AdapterError> {
         Ok(self
             .hub
-            .existing(app_id)
-            .map_or(0, |h| h.broadcast(channel, frame, except, delta)))
+            .deliver_to_channel(app_id, channel, frame, except, delta))
     }
 
     async fn send_to_user(
@@ -51,10 +50,7 @@ impl Adapter for LocalAdapter {
         user_id: &str,
         frame: &Frame,
     ) -> Result<usize, AdapterError> {
-        Ok(self
-            .hub
-            .existing(app_id)
-            .map_or(0, |h| h.send_to_user(user_id, frame)))
+        Ok(self.hub.deliver_to_user(app_id, user_id, frame))
     }
 
     async fn channels(&self, app_id: &str) -> Result<Vec<(String, ChannelCounts)>, AdapterError> {

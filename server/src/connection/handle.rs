@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use std::task::{Context, Poll};
 
+use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
+
+use super::outbox::{Outbox, Refused};
 use crate::delta::SocketDelta;
 use crate::protocol::ErrorCode;
 use crate::socket_id::SocketId;
@@ -18,35 +21,38 @@ pub type Frame = Utf8Bytes;
 pub struct ConnHandle {
     pub socket_id: SocketId,
     pub app_id: Arc<str>,
-    tx: mpsc::Sender<Frame>,
+    /// Frames waiting for the connection task to write them.
+    pub outbox: Outbox,
     /// Delta compression state (inactive until the client opts in).
     pub delta: SocketDelta,
     /// Close code requested by someone else (0: none).
     close_code: AtomicU16,
-    wake: Notify,
+    /// The connection task, woken when a close is requested.
+    task: AtomicWaker,
 }
 
 impl ConnHandle {
-    pub fn new(socket_id: SocketId, app_id: Arc<str>, tx: mpsc::Sender<Frame>) -> Self {
+    /// A handle whose queue holds at most `max_queued` frames.
+    pub fn new(socket_id: SocketId, app_id: Arc<str>, max_queued: usize) -> Self {
         ConnHandle {
             socket_id,
             app_id,
-            tx,
+            outbox: Outbox::new(max_queued),
             delta: SocketDelta::default(),
             close_code: AtomicU16::new(0),
-            wake: Notify::new(),
+            task: AtomicWaker::new(),
         }
     }
 
     /// Queues a frame; false when the socket is gone or was just disconnected as too slow.
     pub fn send(&self, frame: &Frame) -> bool {
-        match self.tx.try_send(frame.clone()) {
+        match self.outbox.push(frame.clone()) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.close(ErrorCode::OverCapacity);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
     }
 
@@ -57,18 +63,21 @@ impl ConnHandle {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.wake.notify_one();
+            self.task.wake();
         }
     }
 
-    /// The close requested by [`ConnHandle::close`], once one is.
-    pub async fn close_requested(&self) -> u16 {
-        loop {
-            let code = self.close_code.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
-            }
-            self.wake.notified().await;
+    /// The close requested by [`ConnHandle::close`], once one is (registers the task's waker:
+    /// cheap enough to poll on every wake-up of the connection task).
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<u16> {
+        let code = self.close_code.load(Ordering::Acquire);
+        if code != 0 {
+            return Poll::Ready(code);
+        }
+        self.task.register(cx.waker());
+        match self.close_code.load(Ordering::Acquire) {
+            0 => Poll::Pending,
+            code => Poll::Ready(code),
         }
     }
 }

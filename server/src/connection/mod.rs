@@ -2,7 +2,9 @@
 //! frames, writes queued frames in batches, and keeps the activity / sign-in timers.
 
 pub mod handle;
+pub mod outbox;
 mod session;
+mod wake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +13,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use crate::apps::App;
 use crate::http::error::ApiError;
@@ -189,16 +190,21 @@ async fn run(state: Arc<ServerState>, mut socket: WebSocket, key: String, origin
         return;
     };
     let socket_id = SocketId::random();
-    let (tx, rx) = mpsc::channel(state.config.websocket.max_outbound_messages.max(1));
-    let handle = Arc::new(ConnHandle::new(socket_id, Arc::from(app.id.as_str()), tx));
+    let handle = Arc::new(ConnHandle::new(
+        socket_id,
+        Arc::from(app.id.as_str()),
+        state.config.websocket.max_outbound_messages,
+    ));
     state.metrics.connections.inc();
     state.metrics.connections_total.inc();
     let established =
         frames::connection_established(&socket_id.to_string(), state.config.activity_timeout);
     if socket.send(Message::Text(established.into())).await.is_ok() {
         tracing::debug!(%socket_id, app_id = %app.id, "connected");
-        let mut session = Session::new(state.clone(), app.clone(), handle);
-        session.run(&mut socket, rx).await;
+        let mut session = Session::new(state.clone(), app.clone(), handle.clone());
+        session.run(&mut socket).await;
+        // Nothing is written any more: later deliveries are not counted as sent.
+        handle.outbox.close();
         session.cleanup();
     }
     state.metrics.connections.dec();

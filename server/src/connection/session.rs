@@ -1,15 +1,16 @@
 //! A connection's protocol state and its message handlers.
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockudo_config::RateLimit;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::apps::App;
@@ -17,6 +18,7 @@ use crate::auth;
 use crate::cache::cache_channel_key;
 use crate::channel::{ChannelKind, ChannelType, SERVER_TO_USER_PREFIX, validate_name};
 use crate::connection::handle::{ConnHandle, Frame};
+use crate::connection::wake::Gate;
 use crate::connection::{close, close_reason};
 use crate::delta::Algorithm;
 use crate::delta::wire::{self as delta_wire, SubscriptionDelta};
@@ -55,6 +57,14 @@ pub(super) struct Session {
     client_event_tat: Option<u64>,
     /// This app's per-app counters, resolved once.
     counters: crate::metrics::AppCounters,
+}
+
+/// Why the connection task woke.
+enum Event {
+    Close(u16),
+    Frame(Frame),
+    Read(Option<Result<Message, axum::Error>>),
+    Timer,
 }
 
 /// What the loop does after a frame.
@@ -109,7 +119,7 @@ impl Session {
         self.send(frames::error(code, message));
     }
 
-    pub(super) async fn run(&mut self, socket: &mut WebSocket, mut rx: mpsc::Receiver<Frame>) {
+    pub(super) async fn run(&mut self, socket: &mut WebSocket) {
         let config = &self.state.config;
         let activity = Duration::from_secs(config.activity_timeout.max(1));
         let pong_timeout = Duration::from_secs(config.pong_timeout.max(1));
@@ -119,6 +129,8 @@ impl Session {
             .enable_user_authentication
             .then(|| Instant::now() + Duration::from_secs(config.user_authentication_timeout));
         let mut close_all = self.state.lifecycle.close_sockets_signal();
+        let close_all = close_all.changed();
+        tokio::pin!(close_all);
         let handle = self.handle.clone();
         let mut last_seen = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -126,31 +138,52 @@ impl Session {
         let first = signin_deadline.map_or(last_seen + activity, |d| d.min(last_seen + activity));
         let timer = sleep_until(first);
         tokio::pin!(timer);
+        // Wake-ups are mostly queued frames: poll the socket, the shutdown signal and the timer
+        // only when they woke the task.
+        let read_gate = Gate::new();
+        let close_all_gate = Gate::new();
+        let timer_gate = Gate::new();
 
         let code = loop {
-            tokio::select! {
-                biased;
-                code = handle.close_requested() => break code,
-                _ = close_all.changed() => break ErrorCode::Reconnect.code(),
-                Some(first) = rx.recv() => {
+            // The order is the priority: closes, then queued frames, then the client, then timers.
+            let event = poll_fn(|cx| {
+                if let Poll::Ready(code) = handle.poll_close(cx) {
+                    return Poll::Ready(Event::Close(code));
+                }
+                if close_all_gate
+                    .poll(cx, |cx| close_all.as_mut().poll(cx))
+                    .is_ready()
+                {
+                    return Poll::Ready(Event::Close(ErrorCode::Reconnect.code()));
+                }
+                if let Poll::Ready(frame) = handle.outbox.poll_pop(cx) {
+                    return Poll::Ready(Event::Frame(frame));
+                }
+                if let Poll::Ready(msg) = read_gate.poll(cx, |cx| socket.poll_next_unpin(cx)) {
+                    return Poll::Ready(Event::Read(msg));
+                }
+                timer_gate
+                    .poll(cx, |cx| timer.as_mut().poll(cx))
+                    .map(|()| Event::Timer)
+            })
+            .await;
+            match event {
+                Event::Close(code) => break code,
+                Event::Frame(first) => {
                     if socket.feed(Message::Text(first)).await.is_err() {
                         return;
                     }
                     for _ in 1..MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(f) => {
-                                if socket.feed(Message::Text(f)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
+                        let Some(f) = handle.outbox.pop() else { break };
+                        if socket.feed(Message::Text(f)).await.is_err() {
+                            return;
                         }
                     }
                     if socket.flush().await.is_err() {
                         return;
                     }
                 }
-                msg = socket.recv() => {
+                Event::Read(msg) => {
                     last_seen = Instant::now();
                     ping_sent = None;
                     match msg {
@@ -174,12 +207,15 @@ impl Session {
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
-                            self.error(ErrorCode::InvalidMessage, "binary frames are not supported; send JSON text");
+                            self.error(
+                                ErrorCode::InvalidMessage,
+                                "binary frames are not supported; send JSON text",
+                            );
                         }
                         Some(Ok(_)) => {}
                     }
                 }
-                _ = &mut timer => {
+                Event::Timer => {
                     let now = Instant::now();
                     if let Some(deadline) = signin_deadline
                         && !self.authenticated
@@ -188,7 +224,9 @@ impl Session {
                         break ErrorCode::Unauthorized.code();
                     }
                     let next = match ping_sent {
-                        Some(at) if now >= at + pong_timeout => break ErrorCode::PongNotReceived.code(),
+                        Some(at) if now >= at + pong_timeout => {
+                            break ErrorCode::PongNotReceived.code();
+                        }
                         Some(at) => at + pong_timeout,
                         None if now >= last_seen + activity => {
                             self.send(frames::PING.to_string());
@@ -202,12 +240,13 @@ impl Session {
                         _ => next,
                     };
                     timer.as_mut().reset(next);
+                    timer_gate.open();
                 }
             }
         };
         if code != ErrorCode::OverCapacity.code() {
             // Frames queued before the close (e.g. the `pusher:error` explaining it) go first.
-            while let Ok(f) = rx.try_recv() {
+            while let Some(f) = handle.outbox.pop() {
                 if socket.feed(Message::Text(f)).await.is_err() {
                     return;
                 }

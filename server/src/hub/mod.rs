@@ -124,6 +124,27 @@ impl LocalHub {
         self.apps.read().expect("hub lock").get(app_id).cloned()
     }
 
+    /// The local part of every publish to a channel, whatever the adapter: queues `frame` for
+    /// this node's subscribers but `except`. Returns the number of sockets reached.
+    pub fn deliver_to_channel(
+        &self,
+        app_id: &str,
+        channel: &str,
+        frame: &Frame,
+        except: Option<SocketId>,
+        delta: Option<&DeltaDecision>,
+    ) -> usize {
+        self.existing(app_id)
+            .map_or(0, |h| h.broadcast(channel, frame, except, delta))
+    }
+
+    /// The local part of every publish to a user: queues `frame` for this node's sockets
+    /// signed in as `user_id`.
+    pub fn deliver_to_user(&self, app_id: &str, user_id: &str, frame: &Frame) -> usize {
+        self.existing(app_id)
+            .map_or(0, |h| h.send_to_user(user_id, frame))
+    }
+
     /// Reserves a node-wide connection slot, unless `max` are in use.
     pub fn try_add_connection(&self, max: u64) -> bool {
         try_increment(&self.connections, max)
@@ -736,14 +757,11 @@ impl AppHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
-    fn conn() -> (Arc<ConnHandle>, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(64);
-        (
-            Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx)),
-            rx,
-        )
+    /// A connection and the same handle to read its queued frames from.
+    fn conn() -> (Arc<ConnHandle>, Arc<ConnHandle>) {
+        let c = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), 64));
+        (c.clone(), c)
     }
 
     fn member(user: &str) -> PresenceMember {
@@ -754,9 +772,9 @@ mod tests {
         }
     }
 
-    fn events(rx: &mut mpsc::Receiver<Frame>) -> Vec<String> {
+    fn events(rx: &mut Arc<ConnHandle>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(f) = rx.try_recv() {
+        while let Some(f) = rx.outbox.pop() {
             let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
             out.push(v["event"].as_str().unwrap().to_string());
         }
@@ -837,10 +855,10 @@ mod tests {
             &Arc::from("remote"),
             Some(RawValue::from_string(r#"{"n":1}"#.into()).unwrap()),
         );
-        let (c, mut rx) = conn();
+        let (c, rx) = conn();
         hub.subscribe("presence-c", &c, Some(member("local")), false)
             .unwrap();
-        let f = rx.try_recv().unwrap();
+        let f = rx.outbox.pop().unwrap();
         let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
         let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
         assert_eq!(data["presence"]["count"], 2);

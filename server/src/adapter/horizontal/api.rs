@@ -51,8 +51,7 @@ impl Adapter for HorizontalAdapter {
         core.publish_event(Topic::Events(bucket), env).await?;
         Ok(core
             .hub
-            .existing(app_id)
-            .map_or(0, |h| h.broadcast(channel, frame, except, delta)))
+            .deliver_to_channel(app_id, channel, frame, except, delta))
     }
 
     async fn send_to_user(
@@ -73,10 +72,7 @@ impl Adapter for HorizontalAdapter {
         };
         let bucket = transport::bucket_of(app_id, user_id, core.transport.buckets());
         core.publish_event(Topic::Events(bucket), env).await?;
-        Ok(core
-            .hub
-            .existing(app_id)
-            .map_or(0, |h| h.send_to_user(user_id, frame)))
+        Ok(core.hub.deliver_to_user(app_id, user_id, frame))
     }
 
     async fn channels(&self, app_id: &str) -> Result<Vec<(String, ChannelCounts)>, AdapterError> {

@@ -432,13 +432,13 @@ impl Core {
         frame: String,
         delta: Option<&crate::delta::DeltaDecision>,
     ) {
-        let Some(hub) = self.hub.existing(app) else {
-            return;
-        };
         let frame = Frame::from(frame);
         let sent = match (channel, user) {
-            (Some(c), _) => hub.broadcast(c, &frame, except.and_then(|s| s.parse().ok()), delta),
-            (None, Some(u)) => hub.send_to_user(u, &frame),
+            (Some(c), _) => {
+                let except = except.and_then(|s| s.parse().ok());
+                self.hub.deliver_to_channel(app, c, &frame, except, delta)
+            }
+            (None, Some(u)) => self.hub.deliver_to_user(app, u, &frame),
             (None, None) => 0,
         };
         self.metrics.delivered(app, sent, frame.len());
