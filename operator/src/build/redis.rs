@@ -61,8 +61,9 @@ pub fn redis_conf(mode: RedisMode, persistent: bool) -> String {
         conf.push_str("appendonly no\nsave \"\"\n");
     }
     if mode == RedisMode::Cluster {
-        // Nodes announce their stable DNS names (passed per pod on the command line), so the
-        // cluster survives every pod coming back with a new IP.
+        // Nodes announce their stable DNS names (passed per pod on the command line) to
+        // clients; the bus still records peers by IP, so after pods come back with new IPs the
+        // operator MEETs them again (controller::redis_cluster).
         conf.push_str(
             "cluster-enabled yes\n\
              cluster-config-file /data/nodes.conf\n\

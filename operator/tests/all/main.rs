@@ -7,6 +7,7 @@ mod crd_drift;
 mod examples;
 mod images;
 mod redis_cluster_bootstrap;
+mod redis_cluster_new_addresses;
 mod redis_cluster_scaling;
 mod seed_equivalence;
 mod snapshots;

@@ -14,7 +14,7 @@ use sockudo_operator::controller::redis_cluster::{self, Goal, Nodes};
 use sockudo_operator::crd::{RedisClusterPhase, RedisClusterStatus};
 use sockudo_test_backends::{RedisCluster, RedisServer};
 
-const PASSWORD: &str = "generated-test-password";
+pub(super) const PASSWORD: &str = "generated-test-password";
 const THREE: Goal = Goal {
     masters: 3,
     replicas_per_master: 1,
@@ -70,7 +70,7 @@ async fn client(servers: &[RedisServer]) -> redis::cluster_async::ClusterConnect
         .unwrap()
 }
 
-async fn write_keys(servers: &[RedisServer], prefix: &str, n: usize) {
+pub(super) async fn write_keys(servers: &[RedisServer], prefix: &str, n: usize) {
     let mut conn = client(servers).await;
     for i in 0..n {
         let _: () = conn.set(format!("{prefix}:{i}"), i).await.unwrap();
@@ -78,7 +78,7 @@ async fn write_keys(servers: &[RedisServer], prefix: &str, n: usize) {
 }
 
 /// Every key reads back its value through a fresh cluster client.
-async fn assert_keys(servers: &[RedisServer], prefix: &str, n: usize) {
+pub(super) async fn assert_keys(servers: &[RedisServer], prefix: &str, n: usize) {
     let mut conn = client(servers).await;
     for i in 0..n {
         let key = format!("{prefix}:{i}");
@@ -89,7 +89,7 @@ async fn assert_keys(servers: &[RedisServer], prefix: &str, n: usize) {
 
 /// The cluster as `redis-cli` reports it: state ok, every slot covered, `masters` masters with
 /// an even share of the slots each (and their replicas), no migration left open.
-fn assert_shape(servers: &[RedisServer], goal: Goal) {
+pub(super) fn assert_shape(servers: &[RedisServer], goal: Goal) {
     for s in servers {
         let info = s.cli(&["cluster", "info"]).unwrap();
         assert!(info.contains("cluster_state:ok"), "{}: {info}", s.port);
@@ -126,7 +126,7 @@ fn assert_shape(servers: &[RedisServer], goal: Goal) {
     }
 }
 
-fn id_of(s: &RedisServer) -> String {
+pub(super) fn id_of(s: &RedisServer) -> String {
     s.cli(&["cluster", "myid"]).unwrap().trim().to_string()
 }
 

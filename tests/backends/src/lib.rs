@@ -13,5 +13,5 @@ mod tls;
 
 pub use nats::{NatsAuth, NatsServer, NatsSetup};
 pub use process::{BackendError, free_port};
-pub use redis::{ClientAuth, RedisCluster, RedisServer, RedisSetup};
+pub use redis::{ClientAuth, RedisCluster, RedisServer, RedisSetup, free_cluster_port};
 pub use tls::TestCa;

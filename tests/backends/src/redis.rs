@@ -40,6 +40,9 @@ pub struct RedisSetup {
     /// Cluster nodes: `cluster-require-full-coverage no`, so a lost master without replica
     /// stops only its own slots (Redis' default stops the whole cluster).
     pub partial_coverage: bool,
+    /// `appendonly yes`, as the operator's pods on a volume: every acknowledged write survives
+    /// a kill and [`RedisServer::restart`].
+    pub persistent: bool,
 }
 
 impl RedisSetup {
@@ -51,7 +54,7 @@ impl RedisSetup {
     }
 }
 
-/// One `redis-server` on a free loopback port, no persistence.
+/// One `redis-server` on a free loopback port, no persistence unless `RedisSetup::persistent`.
 #[derive(Debug)]
 pub struct RedisServer {
     pub port: u16,
@@ -89,6 +92,12 @@ impl RedisServer {
             ..RedisSetup::default()
         };
         Self::start_on(port, true, setup)
+    }
+
+    /// A lone cluster node (as [`RedisServer::start_cluster_node`]) with any setup, e.g.
+    /// `persistent`.
+    pub fn start_cluster_node_with(setup: RedisSetup) -> Result<RedisServer, BackendError> {
+        Self::start_on(free_cluster_port(), true, setup)
     }
 
     fn start_on(
@@ -140,6 +149,16 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Start again on another port (e.g. from [`free_cluster_port`]), keeping the directory:
+    /// a pod back with a new address and its volume. A cluster node keeps its `nodes.conf`,
+    /// so it still has its id and its peers at their old addresses.
+    pub fn restart_on(&mut self, port: u16) -> Result<(), BackendError> {
+        self.process.kill();
+        self.process = spawn(&self.dir, port, self.cluster_mode, &self.setup)?;
+        self.port = port;
+        Ok(())
+    }
+
     /// Runs `redis-cli` against this server (with its TLS and credentials) and returns stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String, BackendError> {
         cli(self.port, &self.setup, args)
@@ -148,7 +167,7 @@ impl RedisServer {
 
 /// A free port whose cluster bus port (port + 10000) is a valid port and free too: an ephemeral
 /// port can be above 55535, or its bus port taken, and the node then aborts at start.
-fn free_cluster_port() -> u16 {
+pub fn free_cluster_port() -> u16 {
     const BUS_OFFSET: u16 = 10000;
     loop {
         let port = free_port();
@@ -175,7 +194,8 @@ fn spawn(
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir.path())
         .args(["--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .args(["--save", "", "--protected-mode", "no"])
+        .args(["--appendonly", if setup.persistent { "yes" } else { "no" }])
         .args(["--dir", &dir.path().display().to_string()]);
     match &setup.tls {
         None => {
@@ -368,6 +388,41 @@ mod tests {
         let port = r.port;
         drop(r);
         assert!(resp_command(port, "PING").is_none());
+    }
+
+    /// Polls until the lone node serves its slots (a restarted master waits a moment).
+    fn wait_serving(n: &RedisServer) {
+        for _ in 0..100 {
+            let info = n.cli(&["cluster", "info"]).unwrap();
+            if info.contains("cluster_state:ok") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("node {} never reported cluster_state:ok", n.port);
+    }
+
+    #[test]
+    fn a_persistent_cluster_node_moves_to_another_port_with_its_data() {
+        let setup = RedisSetup {
+            persistent: true,
+            ..RedisSetup::default()
+        };
+        let mut n = RedisServer::start_cluster_node_with(setup).unwrap();
+        let id = n.cli(&["cluster", "myid"]).unwrap();
+        n.cli(&["cluster", "addslotsrange", "0", "16383"]).unwrap();
+        wait_serving(&n);
+        assert_eq!(n.cli(&["set", "k", "v"]).unwrap().trim(), "OK");
+        let old = n.port;
+        n.kill();
+        let port = std::iter::repeat_with(free_cluster_port)
+            .find(|&p| p != old)
+            .unwrap();
+        n.restart_on(port).unwrap();
+        assert_eq!(n.port, port);
+        assert_eq!(n.cli(&["cluster", "myid"]).unwrap(), id);
+        wait_serving(&n);
+        assert_eq!(n.cli(&["get", "k"]).unwrap().trim(), "v");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct NodeEntry {
     pub migrating: Vec<(u16, String)>,
     /// `[slot-<-id]`: slots this node is importing from `id` (only on the `myself` line).
     pub importing: Vec<(u16, String)>,
+    /// The link state is `disconnected`: the node cannot reach this peer right now.
+    pub disconnected: bool,
 }
 
 impl NodeEntry {
@@ -26,13 +28,16 @@ impl NodeEntry {
     pub fn is_handshake(&self) -> bool {
         self.flags.contains("handshake")
     }
-    /// Known well enough to be a peer: not still handshaking, with an address, and not marked
-    /// failed. A failed entry of a node we just reached is a stale address (pods restarted with
-    /// new IPs): MEET tells the cluster where it is now.
+    /// Known well enough to be a peer: not still handshaking, with an address, linked, and not
+    /// suspected or marked failed. Such an entry of a node we just reached is a stale address
+    /// (pods restarted with new IPs): MEET tells the cluster where it is now. After every pod
+    /// moved, no node can reach any other to mark it `fail`: each has them only `fail?` and
+    /// `disconnected` (and for a node timeout not even `fail?`, with `cluster_state:ok`).
     pub fn is_connected_peer(&self) -> bool {
-        !["handshake", "noaddr", "fail"]
-            .iter()
-            .any(|f| self.flags.contains(*f))
+        !self.disconnected
+            && !["handshake", "noaddr", "fail", "fail?"]
+                .iter()
+                .any(|f| self.flags.contains(*f))
     }
     pub fn slot_count(&self) -> usize {
         self.slots
@@ -71,6 +76,7 @@ pub fn parse_nodes(text: &str) -> Result<Vec<NodeEntry>, String> {
             id: fields[0].to_string(),
             flags: fields[2].split(',').map(str::to_string).collect(),
             master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+            disconnected: fields[7] == "disconnected",
             ..NodeEntry::default()
         };
         for s in &fields[8..] {
@@ -147,6 +153,7 @@ mod tests {
         let n = parse_nodes(text).unwrap();
         assert_eq!(n.len(), 2);
         assert!(n[0].is_replica());
+        assert!(!n[0].disconnected && n[0].is_connected_peer());
         assert_eq!(
             n[0].master_id.as_deref(),
             Some("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca")
@@ -158,6 +165,12 @@ mod tests {
         assert_eq!(n[1].importing, [(16000, "def".to_string())]);
         assert!(n[1].owns(5462) && !n[1].owns(5461));
         assert!(parse_nodes("garbage").is_err());
+        // Every pod restarted elsewhere: the peer is at its old address, suspected, unlinked.
+        let stale =
+            "07c3 127.0.0.1:30004@31004 master,fail? - 1426238316232 0 4 disconnected 0-5460";
+        let n = parse_nodes(stale).unwrap();
+        assert!(n[0].disconnected && !n[0].is_connected_peer());
+        assert_eq!(n[0].slots, [(0, 5460)]);
         let bad_marker = "e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected [x->-abc]";
         assert!(parse_nodes(bad_marker).is_err());
     }

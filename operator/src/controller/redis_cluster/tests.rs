@@ -106,6 +106,34 @@ fn a_peer_marked_failed_but_reachable_is_met_again() {
 }
 
 #[test]
+fn a_peer_unlinked_or_suspected_is_met_again_before_ready() {
+    // Every pod restarted with a new IP: before a node timeout the nodes still report
+    // cluster_state:ok with every peer at its old address, unlinked; then `fail?`, never `fail`
+    // (no node reaches another to agree). Neither is Ready: pod 0 meets the others again.
+    let (own, replica_of) = formed();
+    let mut v = views(&own, &replica_of, true);
+    for n in v[0].nodes.iter_mut().filter(|n| !n.is_myself()) {
+        n.disconnected = true;
+    }
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Meet {
+            from: 0,
+            to: vec![1, 2, 3, 4, 5]
+        }
+    );
+    let mut v = views(&own, &replica_of, false);
+    v[3].nodes[2].flags.insert("fail?".into());
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Meet {
+            from: 3,
+            to: vec![2]
+        }
+    );
+}
+
+#[test]
 fn assigns_only_free_slots_of_the_next_shard() {
     // Shard 0 done, shard 1 (pod 2) half done: an interrupted run.
     let own = vec![
