@@ -73,7 +73,7 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use crate::connection::handle::{ConnHandle, Frame};
+    use crate::connection::handle::ConnHandle;
     use crate::hub::LocalHub;
     use crate::socket_id::SocketId;
 
@@ -81,21 +81,19 @@ mod tests {
     fn clustered_hub_leaves_counts_to_the_adapter() {
         let (obs, _events) = mpsc::unbounded_channel();
         let hub = LocalHub::new(Default::default(), Some(obs)).app("app");
-        let (tx, mut rx) = mpsc::channel::<Frame>(64);
-        let c = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx));
+        let c = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), 64));
         hub.subscribe("ch", &c, None, true).unwrap();
         let first: serde_json::Value =
-            serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+            serde_json::from_str(c.outbox.pop().unwrap().as_str()).unwrap();
         assert_eq!(first["event"], "pusher_internal:subscription_succeeded");
-        assert!(rx.try_recv().is_err(), "no local count");
+        assert!(c.outbox.pop().is_none(), "no local count");
         assert!(hub.wants_count("ch"));
         assert!(hub.announce_count("ch", 5));
         assert!(!hub.announce_count("ch", 5), "unchanged total not repeated");
-        let f: serde_json::Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+        let f: serde_json::Value = serde_json::from_str(c.outbox.pop().unwrap().as_str()).unwrap();
         assert_eq!(f["data"], r#"{"subscription_count":5}"#);
         // A new local subscriber gets the total even when it did not change.
-        let (tx2, _rx2) = mpsc::channel::<Frame>(64);
-        let c2 = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx2));
+        let c2 = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), 64));
         hub.subscribe("ch", &c2, None, true).unwrap();
         assert!(hub.announce_count("ch", 5));
     }

@@ -41,21 +41,19 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use crate::connection::handle::{ConnHandle, Frame};
+    use crate::connection::handle::ConnHandle;
     use crate::hub::{HubEvent, LocalHub};
     use crate::socket_id::SocketId;
 
-    fn conn() -> (Arc<ConnHandle>, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(64);
-        (
-            Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), tx)),
-            rx,
-        )
+    /// A connection and the same handle to read its queued frames from.
+    fn conn() -> (Arc<ConnHandle>, Arc<ConnHandle>) {
+        let c = Arc::new(ConnHandle::new(SocketId::random(), Arc::from("app"), 64));
+        (c.clone(), c)
     }
 
-    fn names(rx: &mut mpsc::Receiver<Frame>) -> Vec<String> {
+    fn names(rx: &mut Arc<ConnHandle>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(f) = rx.try_recv() {
+        while let Some(f) = rx.outbox.pop() {
             let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
             out.push(v["data"]["events"][0]["name"].as_str().unwrap().to_string());
         }
