@@ -156,6 +156,9 @@ start_backend() {
       done
       ;;
     nats)
+      # Cache (both servers; the reference refuses a node-local cache when clustered).
+      redis_port="$(free_port)"
+      start_redis_at "$redis_port"
       nats_port="$(free_port)"
       mkdir -p "$tmp/nats"
       "${pin_server[@]}" nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats" \
@@ -179,14 +182,19 @@ c["port"] = int(port)
 c["metrics"]["port"] = int(mport)
 c["node_id"] = node
 c["delta_compression"] = {"enabled": True, "cluster_coordination": config != "local"}
+# Clustered: the cache is shared too, as the reference requires (seed configurations 3, 4, 5).
 if config == "redis":
     c["adapter"] = {"driver": "redis"}
+    c["cache"] = {"driver": "redis"}
     c["database"] = {"redis": {"host": "127.0.0.1", "port": int(redis_port)}}
 elif config == "redis-cluster":
     c["adapter"] = {"driver": "redis-cluster"}
+    c["cache"] = {"driver": "redis-cluster"}
     c["database"] = {"redis_cluster": {"nodes": [f"redis://127.0.0.1:{p}" for p in cluster_ports.split()]}}
 elif config == "nats":
     c["adapter"] = {"driver": "nats"}
+    c["cache"] = {"driver": "redis"}
+    c["database"] = {"redis": {"host": "127.0.0.1", "port": int(redis_port)}}
     c["nats"] = {"servers": f"nats://127.0.0.1:{nats_port}"}
 json.dump(c, open(dst, "w"), indent=2)
 EOF
@@ -213,9 +221,10 @@ start_node() {
     case "$config" in
       redis) adapter_env=(ADAPTER_DRIVER=redis CACHE_DRIVER=redis REDIS_URL="redis://127.0.0.1:$redis_port") ;;
       redis-cluster)
-        adapter_env=(ADAPTER_DRIVER=redis-cluster CACHE_DRIVER=memory
+        adapter_env=(ADAPTER_DRIVER=redis-cluster CACHE_DRIVER=redis-cluster
           REDIS_CLUSTER_NODES="$(printf '127.0.0.1:%s,' "${cluster_ports[@]}" | sed 's/,$//')") ;;
-      nats) adapter_env=(ADAPTER_DRIVER=nats CACHE_DRIVER=memory NATS_SERVERS="nats://127.0.0.1:$nats_port") ;;
+      nats) adapter_env=(ADAPTER_DRIVER=nats CACHE_DRIVER=redis REDIS_URL="redis://127.0.0.1:$redis_port"
+        NATS_SERVERS="nats://127.0.0.1:$nats_port") ;;
     esac
     (
       cd "$dir"
@@ -371,14 +380,16 @@ if [ "$quick" = 1 ]; then md="$results/RESULTS-configs-quick.md"; else md="$benc
   echo
   echo "- Per configuration, the backend runs as local processes on loopback: \`redis\` = one"
   echo "  redis-server; \`redis-cluster\` = three redis-server masters joined with"
-  echo "  \`redis-cli --cluster create\`; \`nats\` = nats-server with JetStream; \`local\` = none (one node)."
+  echo "  \`redis-cli --cluster create\`; \`nats\` = nats-server with JetStream plus a redis-server for"
+  echo "  the cache; \`local\` = none (one node, memory cache). Clustered, both servers share the cache"
+  echo "  on the backend's Redis (the reference refuses a node-local cache when clustered)."
   echo "- Pinning: $pinning. Each server gets fresh nodes per configuration, stopped by PID after."
   echo "- Ours: \`target/release/sockudo --config\` tests/bench/ours-config.json + the adapter"
   echo "  (\`database.redis\`, \`database.redis_cluster\` or \`nats.servers\`), \`node_id\` per node, delta"
   echo "  compression on with \`cluster_coordination\` on (off for local)."
   echo "- Reference: sockudo 5.2.0 from crates.io built with \`--features $ref_features\`, configured by"
-  echo "  environment (ADAPTER_DRIVER, REDIS_URL with CACHE_DRIVER=redis for redis (it refuses a"
-  echo "  memory cache there), REDIS_CLUSTER_NODES, NATS_SERVERS, ADAPTER_FALLBACK_TO_LOCAL=false,"
+  echo "  environment (ADAPTER_DRIVER, CACHE_DRIVER, REDIS_URL, REDIS_CLUSTER_NODES, NATS_SERVERS,"
+  echo "  ADAPTER_FALLBACK_TO_LOCAL=false,"
   echo "  the default app 1234/app-key/app-secret with raised limits, rate limiter off). Its delta"
   echo "  settings are its defaults (no environment variables exist for them): fossil, every 10th"
   echo "  message full, no cluster coordination; it sends deltas only to protocol-2 connections, so"
