@@ -38,7 +38,7 @@ prefix="configs-"
 
 if [ "$quick" = 0 ]; then
   latency_args="cross-node -n 1000 --rate 20 --messages 300"
-  ramp_args="cross-node -n 1000 --ramp 10,20,50,100,200,300 --step-secs 5 --threshold-ms 100"
+  ramp_args="cross-node -n 1000 --ramp 10,20,50,100,200,300,400,600,800 --step-secs 5 --threshold-ms 100"
   delta_args="delta-bandwidth -k 5 -m 300 --rate 20"
 else
   latency_args="cross-node -n 50 --rate 10 --messages 30"
