@@ -31,8 +31,8 @@ ref_features="redis,redis-cluster,nats"
 
 quick=0
 [ "${1:-}" = --quick ] && quick=1
-configs=(${CONFIGS:-local redis redis-cluster nats})
-servers=(${SERVERS:-ours reference})
+read -r -a configs <<<"${CONFIGS:-local redis redis-cluster nats}"
+read -r -a servers <<<"${SERVERS:-ours reference}"
 prefix="configs-"
 [ "$quick" = 1 ] && prefix="quick-configs-"
 
