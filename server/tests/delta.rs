@@ -1,8 +1,7 @@
 //! Delta compression end to end on one node, over real WebSockets and the signed HTTP API.
 
 mod common;
-#[path = "common/delta_client.rs"]
-mod delta_client;
+use sockudo_delta_client as delta_client;
 
 use std::time::Duration;
 

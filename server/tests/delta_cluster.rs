@@ -1,15 +1,14 @@
 //! Delta compression across a cluster (issue #5): three `sockudo` processes on a real
 //! redis-server, a real 3-master Redis Cluster and a real nats-server, with
-//! `delta_compression.cluster_coordination` on. On every node a delta client (decoding with
-//! `common/delta_client.rs`) and a plain client subscribe to one channel; messages are published
-//! through the signed HTTP API spread over the nodes, round-robin and then by concurrent
-//! publishers. Per client: every decoded message equals the frame a plain client receives, every
+//! `delta_compression.cluster_coordination` on. On every node a delta client (decoding with the
+//! shared `sockudo-delta-client` crate, tests/delta-client) and a plain client subscribe to one
+//! channel; messages are published through the signed HTTP API spread over the nodes, round-robin
+//! and then by concurrent publishers. Per client: every decoded message equals the frame a plain client receives, every
 //! seq arrives exactly once, and the scheduled full messages fall on the same seqs (the multiples
 //! of N) on every node. Deadlines are generous: eventual delivery is awaited, speed never asserted.
 
 mod common;
-#[path = "common/delta_client.rs"]
-mod delta_client;
+use sockudo_delta_client as delta_client;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};

@@ -8,6 +8,10 @@
 #   tests/bench/run.sh --quick ...     # small sizes, to check the harness (results/quick-*.jsonl)
 #   tests/bench/run.sh --only fanout-1pps,http-publish ...
 #   tests/bench/run.sh --report-only   # rewrite RESULTS.md from the records already there
+#   tests/bench/run.sh --configs [--quick]  # per adapter configuration (local, redis, redis-cluster,
+#                                      # nats), ours and the reference: cross-node latency and
+#                                      # deliveries/s, delta bandwidth, cache/limiter latency;
+#                                      # writes tests/bench/RESULTS-configs.md (see configs.sh)
 #
 # Each benchmark gets a fresh server process (so RSS baselines are clean), stopped by PID after.
 set -euo pipefail
@@ -15,16 +19,18 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bench_dir="$root/tests/bench"
 results="$bench_dir/results"
-logs="$root/target/bench-logs"
+logs="${CARGO_TARGET_DIR:-$root/target}/bench-logs"
 ref_root="${SOCKUDO_REFERENCE_ROOT:-$HOME/.cache/sockudo-ref}"
 ref_bin="${SOCKUDO_REFERENCE_BIN:-$ref_root/bin/sockudo}"
-bench="$root/target/release/sockudo-bench"
-ours_bin="$root/target/release/sockudo"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bench="$target_dir/release/sockudo-bench"
+ours_bin="$target_dir/release/sockudo"
 
 servers=(ours)
 quick=0
 only=""
 report_only=0
+configs=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reference) servers=(reference) ;;
@@ -33,11 +39,16 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --only) only="$2"; shift ;;
     --report-only) report_only=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --configs) configs=1 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+if [ "$configs" = 1 ]; then
+  if [ "$quick" = 1 ]; then exec "$bench_dir/configs.sh" --quick; else exec "$bench_dir/configs.sh"; fi
+fi
 
 # Two cores: server on 0, load generator on 1. With fewer cores, run unpinned (and say so).
 if [ "$(nproc)" -ge 2 ]; then

@@ -141,4 +141,5 @@ test(`rate limit: ${targets.length} node(s) together let through ${perNode ? `${
   });
 
 // Delta compression (synchronised full-message intervals when cluster coordination is on) is
-// checked with the delta issue's decoding client, since pusher-js does not decode deltas.
+// checked after this file by tests/fleet/tests/common/delta.rs with the decoding client of
+// tests/delta-client, since pusher-js does not decode deltas.

@@ -4,6 +4,7 @@
 //! load generator fits on one pinned core (`taskset -c 1`) next to the server on another.
 
 mod connections;
+mod delta_bandwidth;
 mod http_publish;
 mod procfs;
 mod publisher;
@@ -89,6 +90,8 @@ enum Mode {
     CrossNode(pubsub::PubSubArgs),
     /// Idle subscribed connections: server RSS per connection at each step.
     Connections(connections::ConnectionsArgs),
+    /// Bytes on the wire for a slowly changing stream, delta compression on vs off.
+    DeltaBandwidth(delta_bandwidth::DeltaArgs),
     /// HTTP publish throughput and latency with K concurrent requesters for D seconds.
     HttpPublish(http_publish::HttpPublishArgs),
     /// Render JSON records of two servers as a Markdown comparison (stdout).
@@ -182,6 +185,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Mode::Connections(a) => connections::run(&target, a).await?,
         Mode::HttpPublish(a) => http_publish::run(&target, a).await?,
+        Mode::DeltaBandwidth(a) => delta_bandwidth::run(&target, a).await?,
         Mode::Report(_) => unreachable!("handled above"),
     };
     if let Some(path) = &cli.target.json {

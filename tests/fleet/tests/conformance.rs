@@ -1,5 +1,7 @@
 //! Every example manifest of `operator/examples/`, run as a fleet and checked with the real clients
-//! (`tests/js/fleet-conformance.js`: pusher-js over WebSocket, the pusher HTTP SDK for publishing).
+//! (`tests/js/fleet-conformance.js`: pusher-js over WebSocket, the pusher HTTP SDK for publishing),
+//! and, where delta compression is coordinated across nodes, with a delta-decoding client
+//! (`common/delta.rs`: pusher-js does not decode deltas).
 //!
 //! Which examples run is decided in ONE place, the lists below; an example in neither list fails.
 //! Nothing is skipped.
@@ -106,6 +108,13 @@ fn runs_and_conforms(file: &str) {
     let pids = fleet.pids();
     let report = run_js(&fleet);
     println!("{file}:\n{report}");
+    let delta = &fleet.plan().config.delta_compression;
+    if delta.enabled && delta.cluster_coordination {
+        println!(
+            "{file}: {}",
+            common::delta::full_message_intervals_are_synchronised(&fleet)
+        );
+    }
     drop(fleet);
     assert_all_gone(&pids);
 }

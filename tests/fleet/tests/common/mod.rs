@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use sockudo_fleet::Manifest;
 
+pub mod delta;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
