@@ -33,7 +33,7 @@ tail -n 1 "$cp_log"
 
 echo "== cargo test"
 set +e
-cargo test --workspace --locked 2>&1 | tee -a "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 ((status |= PIPESTATUS[0]))
 echo "== chart tests (Helm SDK, Kubernetes 1.33 and 1.37 schemas)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/chart 2>&1 | tee -a "$log"

@@ -94,9 +94,21 @@ fn backends_serve(name: &str) {
                 "{name}: JetStream as the operator decides"
             );
             if n.replicas > 1 {
-                let (_, routez) = http_get(p.monitor, "/routez").unwrap();
-                let routez: serde_json::Value = serde_json::from_str(&routez).unwrap();
-                assert_eq!(routez["num_routes"], n.replicas as u64 - 1, "{routez}");
+                // Routes are solicited after start-up (with retries), so give them time.
+                let want = n.replicas as u64 - 1;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                loop {
+                    let (_, routez) = http_get(p.monitor, "/routez").unwrap();
+                    let routez: serde_json::Value = serde_json::from_str(&routez).unwrap();
+                    if routez["num_routes"] == want {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{name}: {want} routes within 20 s: {routez}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
             }
         }
         assert!(
