@@ -6,6 +6,9 @@ cd "$root"
 
 tests/setup/install-deps.sh
 
+# A one-off build gains nothing from incremental state; it only costs disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # The operator's end-to-end tests need a real kube-apiserver (tests/control-plane). A fresh
 # machine builds it once (about 5 to 8 minutes): do that in the background, alongside the cargo
 # build, and wait for it before `cargo test`. A machine that built it before finishes at once.
