@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use sockudo_config::AppConfig;
 use sockudo_server::apps::App;
-use sockudo_server::http::signature::{SignedRequest, verify};
+use sockudo_server::http::signature::{SignedRequest, parse_query, verify};
 
 fuzz_target!(|data: &[u8]| {
     // Split the input into query / path / body at the first two NUL bytes.
@@ -21,10 +21,11 @@ fuzz_target!(|data: &[u8]| {
         &AppConfig::new("1", "278d425bdf160c739803", "7ad3773142a6692b25b8"),
     )
     .expect("inline app");
+    let params = parse_query(Some(query));
     let req = SignedRequest {
         method: "POST",
         path,
-        query: Some(query),
+        params: &params,
         body,
     };
     let _ = verify(&app, &req, 1_353_088_179, 600);

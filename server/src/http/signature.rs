@@ -6,6 +6,8 @@
 //! the empty body (the Python SDK sends that on GET). A timestamp outside the window is a
 //! replay; identical requests inside it are legitimate.
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 
 use crate::apps::App;
@@ -19,8 +21,17 @@ const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 pub struct SignedRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    pub query: Option<&'a str>,
+    /// The query's parameters as sent (see [`parse_query`]).
+    pub params: &'a [(String, String)],
     pub body: &'a [u8],
+}
+
+/// A query string's parameters, URL-decoded, keys as sent. Parsed once per request: the
+/// signature check and the endpoint both read them.
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Checks a request against `app`; `now` is Unix seconds.
@@ -30,15 +41,12 @@ pub fn verify(
     now: u64,
     window_secs: u64,
 ) -> Result<(), ApiError> {
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(req.query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
-            .collect();
+    // Parameter names are case-insensitive, as the SDKs lowercase them when signing.
     let get = |name: &str| {
-        params
+        req.params
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     };
     let key = get("auth_key").ok_or_else(|| ApiError::bad_request("missing auth_key"))?;
     let timestamp =
@@ -66,10 +74,7 @@ pub fn verify(
     }
     let body_md5 = get("body_md5");
     if req.body.is_empty() {
-        if body_md5
-            .as_deref()
-            .is_some_and(|m| !m.eq_ignore_ascii_case(EMPTY_MD5))
-        {
+        if body_md5.is_some_and(|m| !m.eq_ignore_ascii_case(EMPTY_MD5)) {
             return Err(ApiError::auth(
                 "body_md5 given for a request without a body",
             ));
@@ -84,18 +89,47 @@ pub fn verify(
             Some(_) => {}
         }
     }
-    params.retain(|(k, _)| k != "auth_signature");
-    params.sort();
-    let query = params
+    let mut signed: Vec<(Cow<'_, str>, &str)> = req
+        .params
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let to_sign = format!("{}\n{}\n{}", req.method, req.path, query);
-    if auth::verify(&app.secret, &to_sign, &signature) {
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
+        .map(|(k, v)| (lowercase(k), v.as_str()))
+        .collect();
+    signed.sort_unstable();
+    let mut to_sign = String::with_capacity(
+        req.method.len()
+            + req.path.len()
+            + signed
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+            + 2,
+    );
+    to_sign.push_str(req.method);
+    to_sign.push('\n');
+    to_sign.push_str(req.path);
+    to_sign.push('\n');
+    for (i, (k, v)) in signed.iter().enumerate() {
+        if i > 0 {
+            to_sign.push('&');
+        }
+        to_sign.push_str(k);
+        to_sign.push('=');
+        to_sign.push_str(v);
+    }
+    if auth::verify(&app.secret, &to_sign, signature) {
         Ok(())
     } else {
         Err(ApiError::auth("invalid signature"))
+    }
+}
+
+/// `key` lowercased, allocating only when it has capitals (the SDKs send lowercase names).
+fn lowercase(key: &str) -> Cow<'_, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(key)
     }
 }
 
@@ -143,33 +177,43 @@ mod tests {
     const BODY: &str = r#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
     const QUERY: &str = "auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c";
 
-    fn req<'a>(query: &'a str, body: &'a str) -> SignedRequest<'a> {
-        SignedRequest {
+    fn check(query: &str, body: &str, now: u64) -> Result<(), ApiError> {
+        let params = parse_query(Some(query));
+        let req = SignedRequest {
             method: "POST",
             path: "/apps/3/events",
-            query: Some(query),
+            params: &params,
             body: body.as_bytes(),
-        }
+        };
+        verify(&docs_app(), &req, now, 600)
+    }
+
+    fn check_get(app: &App, query: &str) -> Result<(), ApiError> {
+        let params = parse_query(Some(query));
+        let req = SignedRequest {
+            method: "GET",
+            path: "/apps/3/channels",
+            params: &params,
+            body: b"",
+        };
+        verify(app, &req, 100, 600)
     }
 
     #[test]
     fn docs_vector_verifies() {
-        assert_eq!(
-            verify(&docs_app(), &req(QUERY, BODY), 1353088179, 600),
-            Ok(())
-        );
+        assert_eq!(check(QUERY, BODY, 1353088179), Ok(()));
     }
 
     #[test]
     fn replay_outside_window_is_refused() {
-        let e = verify(&docs_app(), &req(QUERY, BODY), 1353088179 + 601, 600).unwrap_err();
+        let e = check(QUERY, BODY, 1353088179 + 601).unwrap_err();
         assert_eq!(e.status, 401);
-        assert!(verify(&docs_app(), &req(QUERY, BODY), 1353088179 + 600, 600).is_ok());
+        assert!(check(QUERY, BODY, 1353088179 + 600).is_ok());
     }
 
     #[test]
     fn wrong_body_md5_is_refused() {
-        let e = verify(&docs_app(), &req(QUERY, "{}"), 1353088179, 600).unwrap_err();
+        let e = check(QUERY, "{}", 1353088179).unwrap_err();
         assert_eq!(e.status, 401);
         assert!(e.message.contains("body_md5"));
     }
@@ -185,13 +229,7 @@ mod tests {
             b"",
             100,
         );
-        let r = SignedRequest {
-            method: "GET",
-            path: "/apps/3/channels",
-            query: Some(&q),
-            body: b"",
-        };
-        assert_eq!(verify(&app, &r, 100, 600), Ok(()));
+        assert_eq!(check_get(&app, &q), Ok(()));
         let q = sign_query(
             &app,
             "GET",
@@ -200,32 +238,24 @@ mod tests {
             b"",
             100,
         );
-        let r = SignedRequest {
-            method: "GET",
-            path: "/apps/3/channels",
-            query: Some(&q),
-            body: b"",
-        };
-        assert_eq!(verify(&app, &r, 100, 600).unwrap_err().status, 401);
+        assert_eq!(check_get(&app, &q).unwrap_err().status, 401);
     }
 
     #[test]
     fn tampered_params_are_refused() {
         let q = QUERY.replace("auth_signature=da", "auth_signature=db");
-        assert_eq!(
-            verify(&docs_app(), &req(&q, BODY), 1353088179, 600)
-                .unwrap_err()
-                .status,
-            401
-        );
+        assert_eq!(check(&q, BODY, 1353088179).unwrap_err().status, 401);
         let q = format!("{QUERY}&info=user_count");
-        assert_eq!(
-            verify(&docs_app(), &req(&q, BODY), 1353088179, 600)
-                .unwrap_err()
-                .status,
-            401
-        );
-        let e = verify(&docs_app(), &req("auth_key=x", BODY), 1353088179, 600).unwrap_err();
+        assert_eq!(check(&q, BODY, 1353088179).unwrap_err().status, 401);
+        let e = check("auth_key=x", BODY, 1353088179).unwrap_err();
         assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn parameter_names_are_case_insensitive() {
+        let q = QUERY
+            .replace("auth_key=", "AUTH_KEY=")
+            .replace("body_md5=", "Body_MD5=");
+        assert_eq!(check(&q, BODY, 1353088179), Ok(()));
     }
 }

@@ -55,12 +55,13 @@ impl FromRequest<Arc<ServerState>> for Authed {
         let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes")))?;
+        let params = signature::parse_query(parts.uri.query());
         signature::verify(
             &app,
             &signature::SignedRequest {
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
-                query: parts.uri.query(),
+                params: &params,
                 body: &body,
             },
             now_secs(),
@@ -73,10 +74,11 @@ impl FromRequest<Arc<ServerState>> for Authed {
                 "app is disabled",
             ));
         }
-        let params = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Ok(Authed { app, body, params })
+        Ok(Authed {
+            app,
+            body,
+            params: params.into_iter().collect(),
+        })
     }
 }
 
