@@ -182,8 +182,9 @@ if [ "$quick" = 0 ]; then
     "fanout-5k-deliveries|fanout -n 500 --rate 10 --messages 300"
     "fanout-ramp|fanout -n 5000 --ramp 1,2,5,10,20,30,40,60,80,100,150,200 --step-secs 6 --threshold-ms 500"
     "idle-connections|connections --steps 1000,10000,15000 --channels 1000"
-    "channels-10k-1k|channels -n 10000 -c 1000 --ramp 100,200,500,1000,1500,2000,3000,4000,6000,8000 --step-secs 5 --threshold-ms 20"
+    "channels-10k-1k|channels -n 10000 -c 1000 --ramp 100,200,500,1000,1500,2000,3000,4000,6000,7000,8000,9000,10000,11000,12000 --step-secs 5 --threshold-ms 20"
     "http-publish|http-publish -k 50 -d 10"
+    "send-floor|send-floor -n 10000 --rates 40000,80000,120000,0 --step-secs 5"
   )
 else
   suite=(
@@ -193,6 +194,7 @@ else
     "idle-connections|connections --steps 100,500,1000 --channels 100 --settle-secs 1"
     "channels-10k-1k|channels -n 1000 -c 100 --ramp 50,200 --step-secs 3 --threshold-ms 20"
     "http-publish|http-publish -k 10 -d 3"
+    "send-floor|send-floor -n 500 --rates 20000,0 --step-secs 1"
   )
 fi
 
@@ -230,6 +232,16 @@ for s in "${servers[@]}"; do
     name="${entry%%|*}"
     args="${entry#*|}"
     if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
+    if [ "$name" = send-floor ]; then
+      # No server involved: the machine's floor, measured once (with our run).
+      [ "$s" = ours ] || continue
+      echo
+      echo "== [machine] $name"
+      # shellcheck disable=SC2086 # args is a word list on purpose
+      "$bench" --server-name "$s" --label "$name" --json "$out" $args || echo "!! $name failed"
+      echo "$bench --server-name $s --label $name --json $(basename "$out") $args" >>"$meta"
+      continue
+    fi
     echo
     echo "== [$s] $name"
     start_server "$s" "$name" || { echo "skipping $name on $s"; continue; }

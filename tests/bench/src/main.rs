@@ -11,6 +11,7 @@ mod publisher;
 mod pubsub;
 mod record;
 mod report;
+mod send_floor;
 mod sign;
 mod stats;
 mod subscriber;
@@ -94,6 +95,8 @@ enum Mode {
     DeltaBandwidth(delta_bandwidth::DeltaArgs),
     /// HTTP publish throughput and latency with K concurrent requesters for D seconds.
     HttpPublish(http_publish::HttpPublishArgs),
+    /// No server: the kernel's CPU per small loopback TCP write, the floor under CPU per delivery.
+    SendFloor(send_floor::SendFloorArgs),
     /// Render JSON records of two servers as a Markdown comparison (stdout).
     Report(report::ReportArgs),
 }
@@ -186,6 +189,7 @@ async fn run(cli: Cli) -> Result<()> {
         Mode::Connections(a) => connections::run(&target, a).await?,
         Mode::HttpPublish(a) => http_publish::run(&target, a).await?,
         Mode::DeltaBandwidth(a) => delta_bandwidth::run(&target, a).await?,
+        Mode::SendFloor(a) => send_floor::run(&target, a).await?,
         Mode::Report(_) => unreachable!("handled above"),
     };
     if let Some(path) = &cli.target.json {

@@ -7,12 +7,18 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Sample {
     pub cpu_us: u64,
+    /// The system (kernel) part of `cpu_us`.
+    pub sys_us: u64,
     pub rss_kb: u64,
 }
 
 impl Sample {
     pub fn cpu_since(&self, before: &Sample) -> u64 {
         self.cpu_us.saturating_sub(before.cpu_us)
+    }
+
+    pub fn sys_since(&self, before: &Sample) -> u64 {
+        self.sys_us.saturating_sub(before.sys_us)
     }
 }
 
@@ -22,6 +28,7 @@ pub fn sample(pids: &[u32]) -> Result<Sample> {
     for pid in pids {
         let s = sample_one(&pid.to_string())?;
         total.cpu_us += s.cpu_us;
+        total.sys_us += s.sys_us;
         total.rss_kb += s.rss_kb;
     }
     Ok(total)
@@ -36,15 +43,18 @@ fn sample_one(pid: &str) -> Result<Sample> {
         .with_context(|| format!("reading /proc/{pid}/stat (is the server PID right?)"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let (utime, stime) = cpu_ticks(&stat)?;
+    let us = |ticks: u64| ticks * 1_000_000 / clock_ticks_per_sec();
     Ok(Sample {
-        cpu_us: cpu_ticks(&stat)? * 1_000_000 / clock_ticks_per_sec(),
+        cpu_us: us(utime + stime),
+        sys_us: us(stime),
         rss_kb: vm_rss_kb(&status)?,
     })
 }
 
-/// utime + stime (fields 14 and 15). The command name (field 2) may contain spaces and
+/// (utime, stime): fields 14 and 15. The command name (field 2) may contain spaces and
 /// parentheses, so fields are counted from the last ')'.
-fn cpu_ticks(stat: &str) -> Result<u64> {
+fn cpu_ticks(stat: &str) -> Result<(u64, u64)> {
     let after = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
@@ -53,7 +63,7 @@ fn cpu_ticks(stat: &str) -> Result<u64> {
     // fields[0] is field 3 (state), so field N is fields[N - 3].
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 fn vm_rss_kb(status: &str) -> Result<u64> {
@@ -101,7 +111,7 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_command_name() {
         let stat = "42 (a) b (c)) S 1 1 1 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 1 1 1";
-        assert_eq!(cpu_ticks(stat).unwrap(), 12);
+        assert_eq!(cpu_ticks(stat).unwrap(), (7, 5));
     }
 
     #[test]

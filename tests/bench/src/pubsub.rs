@@ -101,6 +101,8 @@ struct StepResult {
     server_cpu_us: Option<u64>,
     server_cpu_us_per_delivery: Option<f64>,
     server_cpu_pct_of_core: Option<f64>,
+    /// Share of the server's CPU spent in the kernel (mostly socket writes).
+    server_kernel_pct: Option<f64>,
     client_cpu_pct_of_core: f64,
     connections_dropped_so_far: usize,
     passed: bool,
@@ -397,7 +399,10 @@ async fn quiesce(shared: &crate::subscriber::Shared) {
 
 fn cpu_line(s: &StepResult) -> String {
     let server = match (s.server_cpu_us_per_delivery, s.server_cpu_pct_of_core) {
-        (Some(per), Some(pct)) => format!("server CPU {per:.2} us/delivery ({pct:.0}% of a core)"),
+        (Some(per), Some(pct)) => format!(
+            "server CPU {per:.2} us/delivery ({pct:.0}% of a core, {:.0}% of it in the kernel)",
+            s.server_kernel_pct.unwrap_or(0.0)
+        ),
         _ => "server CPU n/a".into(),
     };
     format!("{server}, client CPU {:.0}%", s.client_cpu_pct_of_core)
@@ -530,6 +535,8 @@ async fn run_step(
         server_cpu_us: server_cpu,
         server_cpu_us_per_delivery: server_cpu.map(|c| c as f64 / delivered.max(1) as f64),
         server_cpu_pct_of_core: server_cpu.map(|c| c as f64 / 1e4 / wall),
+        server_kernel_pct: server_cpu
+            .map(|c| server1.sys_since(&server0) as f64 * 100.0 / c.max(1) as f64),
         client_cpu_pct_of_core: client1.cpu_since(&client0) as f64 / 1e4 / wall,
         connections_dropped_so_far: shared.dropped.load(Ordering::SeqCst),
         passed,

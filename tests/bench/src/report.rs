@@ -127,7 +127,7 @@ fn steps_table(who: &str, rec: &Record) -> String {
         cur.as_f64().map(fmt_num).unwrap_or_else(|| "–".into())
     };
     let mut out = format!(
-        "Steps ({who}):\n\n| target pub/s | achieved pub/s | delivered % | deliveries/s | p50 ms | p99 ms | max ms | server CPU us/delivery | client CPU % | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "Steps ({who}):\n\n| target pub/s | achieved pub/s | delivered % | deliveries/s | p50 ms | p99 ms | max ms | server CPU us/delivery | of it kernel % | client CPU % | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for s in steps {
         let pct = s
@@ -136,7 +136,7 @@ fn steps_table(who: &str, rec: &Record) -> String {
             .map(|x| fmt_num(x * 100.0))
             .unwrap_or_else(|| "–".into());
         out += &format!(
-            "| {} | {} | {pct} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {pct} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             f(s, &["target_rate"]),
             f(s, &["achieved_publish_rate"]),
             f(s, &["deliveries_per_sec"]),
@@ -144,6 +144,7 @@ fn steps_table(who: &str, rec: &Record) -> String {
             f(s, &["latency", "p99_ms"]),
             f(s, &["latency", "max_ms"]),
             f(s, &["server_cpu_us_per_delivery"]),
+            f(s, &["server_kernel_pct"]),
             f(s, &["client_cpu_pct_of_core"]),
             s.get("verdict").and_then(Value::as_str).unwrap_or("")
         );
