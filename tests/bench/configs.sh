@@ -20,6 +20,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bench_dir="$root/tests/bench"
 results="$bench_dir/results"
+# shellcheck source=tests/bench/common.sh
+source "$bench_dir/common.sh"
 logs="${CARGO_TARGET_DIR:-$root/target}/bench-logs"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bench="$target_dir/release/sockudo-bench"
@@ -74,9 +76,6 @@ if [[ " ${servers[*]} " == *" reference "* ]] && [ ! -x "$ref_bin" ]; then
   nice -n 19 cargo install sockudo --version 5.2.0 --locked --features "$ref_features" --root "$ref_root"
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # A Redis Cluster node also listens on port + 10000 (its bus), so the port must be <= 55535 and
 # both must be free.
@@ -265,11 +264,8 @@ wait_cluster() {
   done
 }
 
-machine_info() {
-  echo "- cores (\`nproc\`): $(nproc)"
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "- kernel: $(uname -sr)"
-  echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+configs_machine_info() {
+  machine_info
   echo "- backends: $(redis-server --version | cut -d' ' -f1-3), nats-server $(nats-server --version | awk '{print $2}')"
 }
 
@@ -374,7 +370,7 @@ if [ "$quick" = 1 ]; then md="$results/RESULTS-configs-quick.md"; else md="$benc
   echo
   echo "## Machine"
   echo
-  machine_info
+  configs_machine_info
   echo
   echo "## Method"
   echo
@@ -405,14 +401,7 @@ if [ "$quick" = 1 ]; then md="$results/RESULTS-configs-quick.md"; else md="$benc
   echo "  [server/BENCHMARKS-cache-limiter.md](../../server/BENCHMARKS-cache-limiter.md)); it has no"
   echo "  reference counterpart."
   echo
-  echo "## Runs"
-  echo
-  for s in ours reference; do
-    [ -s "$results/$prefix$s.meta.md" ] && { cat "$results/$prefix$s.meta.md"; echo; }
-  done
-  echo "## Numbers"
-  echo
-  if [ ${#report_args[@]} -gt 0 ]; then "$bench" report "${report_args[@]}"; else echo "(no records)"; fi
+  runs_and_numbers "$results" "$prefix" "$bench" "${report_args[@]}"
   echo
   echo "## Cache and rate limiter: added latency per driver (ours)"
   echo

@@ -19,6 +19,8 @@ mode="$1" bin="$2" out="$3"
 shift 3
 [ "${1:-}" = "--" ] && shift
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=tests/bench/common.sh
+source "$root/tests/bench/common.sh"
 bench="${SOCKUDO_BENCH_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/sockudo-bench}"
 mkdir -p "$out"
 need() { command -v "$1" >/dev/null || { echo "profile.sh: $1 not found (apt-get install $2)" >&2; exit 2; }; }
@@ -28,19 +30,9 @@ case "$mode" in
 esac
 [ -x "$bench" ] || { echo "profile.sh: $bench missing (cargo build --release -p sockudo-bench)" >&2; exit 2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 port="$(free_port)"
 mport="$(free_port)"
-python3 - "$root/tests/bench/ours-config.json" "$out/config.json" "$port" "$mport" <<'EOF'
-import json, sys
-src, dst, port, mport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-cfg = json.load(open(src))
-cfg["port"] = port
-cfg["metrics"]["port"] = mport
-json.dump(cfg, open(dst, "w"), indent=2)
-EOF
+ours_config "$out/config.json" "$port" "$mport"
 
 ulimit -Sn "$(ulimit -Hn)"
 case "$mode" in

@@ -20,6 +20,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 bench_dir="$root/tests/bench"
 results="$bench_dir/results"
 logs="${CARGO_TARGET_DIR:-$root/target}/bench-logs"
+# shellcheck source=tests/bench/common.sh
+source "$bench_dir/common.sh"
 ref_root="${SOCKUDO_REFERENCE_ROOT:-$HOME/.cache/sockudo-ref}"
 ref_bin="${SOCKUDO_REFERENCE_BIN:-$ref_root/bin/sockudo}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -94,9 +96,6 @@ if [ "$report_only" = 0 ]; then
   servers=("${runnable[@]}")
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 server_pid=""
 port=""
@@ -110,14 +109,7 @@ start_server() {
   dir="$(mktemp -d)"
   local log="$logs/$which-$name.log"
   if [ "$which" = ours ]; then
-    python3 - "$bench_dir/ours-config.json" "$dir/config.json" "$port" "$mport" <<'EOF'
-import json, sys
-src, dst, port, mport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-cfg = json.load(open(src))
-cfg["port"] = port
-cfg["metrics"]["port"] = mport
-json.dump(cfg, open(dst, "w"), indent=2)
-EOF
+    ours_config "$dir/config.json" "$port" "$mport"
     (
       cd "$dir"
       ulimit -Sn "$(ulimit -Hn)"
@@ -198,11 +190,8 @@ else
   )
 fi
 
-machine_info() {
-  echo "- cores (\`nproc\`): $(nproc)"
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "- kernel: $(uname -sr)"
-  echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+run_machine_info() {
+  machine_info
   echo "- open-files limit (hard): $(ulimit -Hn)"
 }
 
@@ -267,7 +256,7 @@ if [ "$quick" = 1 ]; then md="$results/RESULTS-quick.md"; else md="$bench_dir/RE
   echo
   echo "## Machine"
   echo
-  machine_info
+  run_machine_info
   echo
   echo "## Set-up"
   echo
@@ -285,14 +274,7 @@ if [ "$quick" = 1 ]; then md="$results/RESULTS-quick.md"; else md="$bench_dir/RE
   echo "  below). Background load moves results a lot: compare the two servers only on runs made"
   echo "  under similar load, and re-run a benchmark (\`--only NAME\`) before trusting one outlier."
   echo
-  echo "## Runs"
-  echo
-  for s in ours reference; do
-    [ -s "$results/$prefix$s.meta.md" ] && { cat "$results/$prefix$s.meta.md"; echo; }
-  done
-  echo "## Numbers"
-  echo
-  if [ ${#report_args[@]} -gt 0 ]; then "$bench" report "${report_args[@]}"; else echo "(no records)"; fi
+  runs_and_numbers "$results" "$prefix" "$bench" "${report_args[@]}"
 } >"$md"
 echo
 echo "== wrote $md"
