@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use sockudo_config::{
@@ -439,37 +439,6 @@ async fn limit_is_cluster_wide(driver: Driver) {
 }
 per_driver!(limit_is_cluster_wide: Memory, Redis, RedisCluster, None);
 
-async fn ready(server: &RunningServer) -> Value {
-    let r = reqwest::get(format!("http://{}/ready", server.addr))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "a lost backend never fails readiness");
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
-}
-
-async fn wait_ready_status(server: &RunningServer, status: &str, within: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let body = ready(server).await;
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            start.elapsed() < within,
-            "readiness never became {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn metric(server: &RunningServer, line_start: &str) -> f64 {
-    let text = server.state.metrics.render();
-    text.lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Kill the limiter's (and cache's) Redis: `open` lets requests through, `closed` answers 503
 /// explaining why; readiness stays 200 but says degraded; metrics count it; when Redis comes
 /// back both recover by themselves.
@@ -484,14 +453,14 @@ async fn backend_loss_and_recovery(driver: Driver) {
     let open = start(base).await;
     let closed = start(closed_cfg).await;
     for s in [&open, &closed] {
-        assert_eq!(ready(s).await["status"], "ok");
+        assert_eq!(readiness(s).await["status"], "ok");
         assert_eq!(api_status(s).await.0, 200);
     }
     let up = format!(
         "sockudo_backend_up{{backend=\"rate_limiter\",driver=\"{}\"}}",
         env_driver_name(driver)
     );
-    assert_eq!(metric(&open, &up), 1.0);
+    assert_eq!(metric_sum(&open, &up), 1.0);
 
     env.kill().await;
     // Open: allowed, without X-RateLimit-* (there is no decision to report).
@@ -515,35 +484,35 @@ async fn backend_loss_and_recovery(driver: Driver) {
     let frame = first_after_subscribe(&open, "cache-y").await;
     assert_eq!(frame["event"], "pusher:cache_miss");
 
-    let body = wait_ready_status(&open, "degraded", Duration::from_secs(5)).await;
+    let body = wait_readiness(&open, "degraded", Duration::from_secs(5)).await;
     let rl = &body["backends"]["rate_limiter"];
     assert_eq!(rl["status"], "degraded", "{body}");
     assert_eq!(rl["driver"], env_driver_name(driver));
     assert_eq!(rl["on_backend_failure"], "open");
     assert_eq!(body["backends"]["cache"]["status"], "degraded", "{body}");
-    let body = wait_ready_status(&closed, "degraded", Duration::from_secs(5)).await;
+    let body = wait_readiness(&closed, "degraded", Duration::from_secs(5)).await;
     assert_eq!(
         body["backends"]["rate_limiter"]["on_backend_failure"],
         "closed"
     );
-    assert_eq!(metric(&open, &up), 0.0);
-    assert!(metric(&open, "sockudo_rate_limiter_backend_failures_total{driver=") >= 2.0);
+    assert_eq!(metric_sum(&open, &up), 0.0);
+    assert!(metric_sum(&open, "sockudo_rate_limiter_backend_failures_total{driver=") >= 2.0);
     assert!(
-        metric(
+        metric_sum(
             &closed,
             "sockudo_rate_limiter_backend_failures_total{driver="
         ) >= 2.0
     );
-    assert!(metric(&open, "sockudo_cache_operations_total") > 0.0);
+    assert!(metric_sum(&open, "sockudo_cache_operations_total") > 0.0);
 
     env.restart().await;
     for s in [&open, &closed] {
-        wait_ready_status(s, "ok", Duration::from_secs(20)).await;
+        wait_readiness(s, "ok", Duration::from_secs(20)).await;
         let (status, h) = api_status(s).await;
         assert_eq!(status, 200);
         assert!(h.contains_key("x-ratelimit-limit"));
     }
-    assert_eq!(metric(&open, &up), 1.0);
+    assert_eq!(metric_sum(&open, &up), 1.0);
     // The cache works again too.
     let (s, _) = Api::new(&open).trigger("cache-y", "e", "again").await;
     assert_eq!(s, 200);
@@ -576,7 +545,7 @@ async fn disabled_means_no_limiter_whatever_the_driver() {
         assert_eq!(s, 200);
         assert!(!h.contains_key("x-ratelimit-limit"));
     }
-    let body = ready(&server).await;
+    let body = readiness(&server).await;
     assert_eq!(body["status"], "ok", "{body}");
     assert_eq!(body["backends"]["rate_limiter"]["driver"], "none");
 }
@@ -588,13 +557,13 @@ async fn starts_degraded_and_connects_later() {
     let mut env = Env::start(Driver::Redis).await;
     env.kill().await;
     let server = start(env.cache_config("late:")).await;
-    let body = ready(&server).await;
+    let body = readiness(&server).await;
     assert_eq!(body["status"], "degraded", "{body}");
     assert_eq!(body["backends"]["cache"]["driver"], "redis");
     let frame = first_after_subscribe(&server, "cache-z").await;
     assert_eq!(frame["event"], "pusher:cache_miss");
     env.restart().await;
-    wait_ready_status(&server, "ok", Duration::from_secs(10)).await;
+    wait_readiness(&server, "ok", Duration::from_secs(10)).await;
     let (s, _) = Api::new(&server).trigger("cache-z", "e", "d").await;
     assert_eq!(s, 200);
     let frame = first_after_subscribe(&server, "cache-z").await;

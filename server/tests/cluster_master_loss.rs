@@ -14,7 +14,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sockudo_config::{CacheDriver, ClusterNode, FailureMode, RateLimit, RateLimiterDriver};
 use sockudo_server::RunningServer;
 use sockudo_server::rate_limit::{Verdict, enforce};
@@ -80,40 +79,6 @@ fn key_on(cluster: &RedisCluster, prefix: &str, port: u16, on: bool) -> String {
         .expect("a key on the wanted master")
 }
 
-async fn ready(server: &RunningServer) -> Value {
-    let r = reqwest::get(format!("http://{}/ready", server.addr))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "a degraded backend never fails readiness");
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
-}
-
-async fn wait_status(server: &RunningServer, status: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let body = ready(server).await;
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            start.elapsed() < EVENTUALLY,
-            "readiness never {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn metric(server: &RunningServer, line_start: &str) -> f64 {
-    server
-        .state
-        .metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn verdict(server: &RunningServer, key: &str) -> Verdict {
     enforce(&server.state, "api", key, &limit()).await
 }
@@ -147,7 +112,7 @@ async fn one_master_lost_and_back() {
     let open = start(open_cfg).await;
     let closed = start(closed_cfg).await;
     for s in [&open, &closed] {
-        wait_status(s, "ok").await;
+        wait_readiness(s, "ok", EVENTUALLY).await;
     }
 
     let victim = cluster.nodes[1].port;
@@ -192,7 +157,7 @@ async fn one_master_lost_and_back() {
     }
     let open_failures =
         "sockudo_rate_limiter_backend_failures_total{driver=\"redis-cluster\",on_failure=\"open\"}";
-    assert!(metric(&open, open_failures) >= 1.0);
+    assert!(metric_sum(&open, open_failures) >= 1.0);
     for round in 0..10 {
         for s in [&open, &closed] {
             match verdict(s, &kept_rl).await {
@@ -213,14 +178,14 @@ async fn one_master_lost_and_back() {
     // Readiness says degraded, names the limiter's policy, and stays degraded although the
     // surviving masters answer (checked while traffic on them succeeds).
     for s in [&open, &closed] {
-        wait_status(s, "degraded").await;
+        wait_readiness(s, "degraded", EVENTUALLY).await;
     }
     for _ in 0..10 {
         assert!(matches!(
             verdict(&open, &kept_rl).await,
             Verdict::Allowed(Some(_))
         ));
-        let body = ready(&open).await;
+        let body = readiness(&open).await;
         assert_eq!(body["status"], "degraded", "no flapping: {body}");
         assert_eq!(body["backends"]["rate_limiter"]["status"], "degraded");
         assert_eq!(
@@ -230,13 +195,13 @@ async fn one_master_lost_and_back() {
         assert_eq!(body["backends"]["cache"]["status"], "degraded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let body = ready(&closed).await;
+    let body = readiness(&closed).await;
     assert_eq!(
         body["backends"]["rate_limiter"]["on_backend_failure"], "closed",
         "{body}"
     );
     let up = "sockudo_backend_up{backend=\"rate_limiter\",driver=\"redis-cluster\"}";
-    assert_eq!(metric(&open, up), 0.0);
+    assert_eq!(metric_sum(&open, up), 0.0);
     // HTTP traffic never sees a 500: open lets it through, closed answers 200 or 503 depending
     // on where the client IP's key lives.
     for (s, allowed) in [(&open, [200].as_slice()), (&closed, [200, 503].as_slice())] {
@@ -255,14 +220,14 @@ async fn one_master_lost_and_back() {
     .await
     .unwrap();
     for s in [&open, &closed] {
-        wait_status(s, "ok").await;
+        wait_readiness(s, "ok", EVENTUALLY).await;
         let start = Instant::now();
         while !matches!(verdict(s, &lost_rl).await, Verdict::Allowed(Some(_))) {
             assert!(start.elapsed() < EVENTUALLY, "lost slot never recovered");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert_eq!(metric(&open, up), 1.0);
+    assert_eq!(metric_sum(&open, up), 1.0);
     // The restarted master lost its data (no persistence); the cache works on it again.
     cache.set(&lost_cache, "again".into(), ttl).await.unwrap();
     assert_eq!(

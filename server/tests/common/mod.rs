@@ -49,6 +49,44 @@ pub fn app() -> App {
     App::resolve(0, &AppConfig::new(APP_ID, KEY, SECRET)).unwrap()
 }
 
+/// `/ready`'s body. Its status code is 200 whatever the backends do: a lost backend is
+/// reported in the body, never by taking every pod out of the Service.
+pub async fn readiness(server: &RunningServer) -> Value {
+    let r = reqwest::get(format!("http://{}/ready", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a degraded backend never fails readiness");
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+/// Polls `/ready` until its `status` is `status`; fails after `within`.
+pub async fn wait_readiness(server: &RunningServer, status: &str, within: Duration) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let body = readiness(server).await;
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            start.elapsed() < within,
+            "readiness never became {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sum of the server's metric samples whose lines start with `line_start` (name and labels).
+pub fn metric_sum(server: &RunningServer, line_start: &str) -> f64 {
+    server
+        .state
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub socket_id: String,
