@@ -37,7 +37,7 @@ impl Change {
             Change::Count { app, channel, .. }
             | Change::Join { app, channel, .. }
             | Change::Leave { app, channel, .. } => Some((app.clone(), channel.clone())),
-            Change::Connections { .. } | Change::User { .. } => None,
+            Change::Connections { .. } | Change::User { .. } | Change::Unknown => None,
         }
     }
 }
@@ -89,12 +89,22 @@ pub enum Change {
         user: Arc<str>,
         online: bool,
     },
+    /// A kind added by a newer version: skipped, so a rolling upgrade can add kinds without
+    /// older nodes dropping the whole delta (and falling back to full state syncs).
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "q", rename_all = "snake_case")]
 pub enum Request {
-    TerminateUser { app: String, user: String },
+    TerminateUser {
+        app: String,
+        user: String,
+    },
+    /// A request added by a newer version: answered with a count of 0 (nothing done here).
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,5 +174,63 @@ impl Envelope {
             | Envelope::Request { from, .. }
             | Envelope::Reply { from, .. } => from,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node of a newer version may send change and request kinds this one does not know:
+    /// the known changes of the same delta still apply.
+    #[test]
+    fn unknown_kinds_from_a_newer_version_are_skipped() {
+        let json = r#"{"t":"delta","from":{"name":"n2","boot":7},"seq":3,"changes":[
+            {"c":"count","app":"1","channel":"c","count":2},
+            {"c":"presence_v2","app":"1","channel":"c","whatever":[1,2]},
+            {"c":"connections","app":"1","count":5}]}"#;
+        let Envelope::Delta { changes, seq, .. } = serde_json::from_str(json).unwrap() else {
+            panic!("a delta");
+        };
+        assert_eq!(seq, 3);
+        assert_eq!(
+            changes,
+            vec![
+                Change::Count {
+                    app: "1".into(),
+                    channel: "c".into(),
+                    count: 2
+                },
+                Change::Unknown,
+                Change::Connections {
+                    app: "1".into(),
+                    count: 5
+                },
+            ]
+        );
+        let json = r#"{"t":"request","from":{"name":"n2","boot":7},"id":9,"request":{"q":"kick_everyone","app":"1"}}"#;
+        let Envelope::Request { request, id, .. } = serde_json::from_str(json).unwrap() else {
+            panic!("a request");
+        };
+        assert_eq!((id, request), (9, Request::Unknown));
+    }
+
+    /// Fields added since the first format are optional, so messages of a node that predates
+    /// them still decode.
+    #[test]
+    fn messages_without_later_fields_decode() {
+        let json = r#"{"t":"hello","from":{"name":"n1","boot":1},"seq":0,"state":{"apps":{"1":{"connections":2,"channels":{"presence-a":{"count":1}}}}}}"#;
+        let Envelope::Hello { state, .. } = serde_json::from_str(json).unwrap() else {
+            panic!("a hello");
+        };
+        let app = &state.apps["1"];
+        assert!(app.users.is_empty());
+        assert!(app.channels["presence-a"].members.is_empty());
+        let json =
+            r#"{"t":"event","from":{"name":"n1","boot":1},"app":"1","channel":"c","frame":"{}"}"#;
+        let Envelope::Event { delta, user, .. } = serde_json::from_str(json).unwrap() else {
+            panic!("an event");
+        };
+        assert!(delta.is_none() && user.is_none());
     }
 }

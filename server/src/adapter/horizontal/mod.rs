@@ -521,6 +521,7 @@ impl Core {
     fn on_request(&self, from: &NodeRef, id: u64, request: Request) {
         let count = match request {
             Request::TerminateUser { app, user } => self.terminate_local(&app, &user),
+            Request::Unknown => 0,
         };
         let _ = self.cmds.send(Cmd::Reply {
             to: from.clone(),

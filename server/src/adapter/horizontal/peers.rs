@@ -159,6 +159,7 @@ impl Peers {
                 Change::Connections { app, count } => {
                     p.state.apps.entry(app).or_default().connections = count;
                 }
+                Change::Unknown => {}
                 Change::User { app, user, online } => {
                     hub.app(&app).remote_user(name, &user, online);
                     let users = &mut p.state.apps.entry(app).or_default().users;
