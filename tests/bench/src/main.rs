@@ -9,6 +9,7 @@ mod http_publish;
 mod procfs;
 mod publisher;
 mod pubsub;
+mod raw_ws;
 mod record;
 mod report;
 mod send_floor;

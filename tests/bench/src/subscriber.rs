@@ -8,17 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::raw_ws::{Frame, RawWs};
 use crate::stats::{lock, now_us};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Event name of every benchmark message.
 pub const EVENT: &str = "bench";
@@ -117,14 +112,6 @@ pub fn parse_marker(text: &str) -> Option<(u64, u64, u32)> {
     Some((t.parse().ok()?, s.parse().ok()?, p.parse().ok()?))
 }
 
-/// Small buffers: 15k connections x the 128 KiB default read buffer would be 2 GB.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
-}
-
 async fn tcp_connect(target: &WsTarget, index: usize) -> Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
     if !target.source_ips.is_empty() {
@@ -158,84 +145,72 @@ fn set_bind_no_port(sock: &TcpSocket) {
 
 /// Opens one connection and subscribes it: waits for `pusher:connection_established`, sends
 /// `pusher:subscribe`, waits for `pusher_internal:subscription_succeeded`.
-async fn open(target: &WsTarget, index: usize, channel: &str) -> Result<Ws> {
+async fn open(target: &WsTarget, index: usize, channel: &str) -> Result<RawWs> {
     let stream = tcp_connect(target, index).await.context("TCP connect")?;
-    let url = format!(
-        "ws://{}/app/{}?protocol=7&client=sockudo-bench&version=0.1.0&flash=false",
-        target.addr, target.key
+    let path = format!(
+        "/app/{}?protocol=7&client=sockudo-bench&version=0.1.0&flash=false",
+        target.key
     );
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
-        url,
-        MaybeTlsStream::Plain(stream),
-        Some(ws_config()),
-    )
-    .await
-    .context("WebSocket handshake")?;
+    let mut ws = RawWs::handshake(stream, &target.addr.to_string(), &path)
+        .await
+        .context("WebSocket handshake")?;
     wait_for(&mut ws, "pusher:connection_established").await?;
     let sub = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel}});
-    ws.send(Message::text(sub.to_string())).await?;
+    ws.send_text(&sub.to_string()).await?;
     wait_for(&mut ws, "pusher_internal:subscription_succeeded").await?;
     Ok(ws)
 }
 
-async fn wait_for(ws: &mut Ws, event: &str) -> Result<()> {
+async fn wait_for(ws: &mut RawWs, event: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
+        let frame = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .with_context(|| format!("no {event} within 30 s"))?;
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                if t.contains(event) {
-                    return Ok(());
-                }
-                if t.contains("pusher:error") {
-                    bail!("server error while waiting for {event}: {}", t.as_str());
-                }
+            .with_context(|| format!("no {event} within 30 s"))??;
+        match frame {
+            Frame::Text(t) if t.contains(event) => return Ok(()),
+            Frame::Text(t) if t.contains("pusher:error") => {
+                bail!("server error while waiting for {event}: {t}")
             }
-            Some(Ok(Message::Close(f))) => bail!("closed while waiting for {event}: {f:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("connection ended while waiting for {event}"),
+            Frame::Text(_) => {}
+            Frame::Close(code) => bail!("closed ({code}) while waiting for {event}"),
         }
     }
 }
 
 /// Receives until `stop` flips, then sends a close frame.
-async fn receive(mut ws: Ws, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn receive(mut ws: RawWs, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let ping_reply = r#"{"event":"pusher:pong","data":{}}"#;
     loop {
+        let mut pong = false;
         tokio::select! {
             biased;
             _ = stop.changed() => {
                 // Best effort: the server may already be gone.
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(1000)).await;
                 return;
             }
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
+            frame = ws.next() => match frame {
+                Ok(Frame::Text(t)) => {
                     if t.contains("pusher:ping") {
-                        // Keep idle connections alive past the server's activity timeout.
-                        let _ = ws.send(Message::text(ping_reply)).await;
+                        pong = true;
                     } else {
-                        shared.on_text(&t);
+                        shared.on_text(t);
                     }
                 }
-                Some(Ok(Message::Close(f))) => {
-                    let code = f.map(|f| u16::from(f.code).to_string()).unwrap_or_else(|| "none".into());
-                    dropped(&shared, code);
+                Ok(Frame::Close(code)) => {
+                    dropped(&shared, code.to_string());
                     return;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    dropped(&shared, format!("error: {e}"));
-                    return;
-                }
-                None => {
-                    dropped(&shared, "eof".into());
+                Err(e) => {
+                    dropped(&shared, format!("error: {e:#}"));
                     return;
                 }
             }
+        }
+        if pong {
+            // Keeps idle connections alive past the server's activity timeout.
+            let _ = ws.send_text(ping_reply).await;
         }
     }
 }
