@@ -217,10 +217,12 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
 }
 
 /// One step of the managed Redis Cluster (bootstrap, rebalance or drain), once its pods are
-/// ready (or its addresses are overridden for tests). A failing action is logged and reported in
-/// `lastStep` with what was observed, not an error of the reconcile: the next step observes
-/// again. Until the pods are ready the previous status is kept, `statefulSetMasters` included,
-/// so the StatefulSet keeps its size.
+/// ready (or its addresses are overridden for tests), or at once while the StatefulSet holds
+/// departing pods: one of those not becoming ready is what blocks a drain, and the step is what
+/// names it (`unreachable`, then the `RedisClusterStalled` condition). A failing action is
+/// logged and reported in `lastStep` with what was observed, not an error of the reconcile: the
+/// next step observes again. Until the pods are ready the previous status is kept,
+/// `statefulSetPods` included, so the StatefulSet keeps its size.
 async fn bootstrap_step(
     target: &Target,
     observed: &super::status::Observed,
@@ -229,7 +231,8 @@ async fn bootstrap_step(
         .redis
         .iter()
         .any(|w| w.name == target.name && w.is_ready());
-    if !pods_ready && !target.overridden {
+    let draining = target.nodes.addresses.len() > target.goal.pods();
+    if !pods_ready && !target.overridden && !draining {
         return None;
     }
     let next = redis_cluster::next_step(&target.nodes, target.goal).await;
@@ -267,14 +270,9 @@ async fn write_status(
     .await?;
     let reference = cluster.object_ref(&());
     for c in conditions::flipped(&old.conditions, &new.conditions) {
-        let warning = (c.type_ == "Degraded" && c.status == "True")
-            || (c.type_ == "Ready"
-                && c.status == "False"
-                && c.reason != "Pending"
-                && c.reason != "PodsNotReady");
         let note = format!("{}={}: {}", c.type_, c.status, c.message);
         info!(object = %key(&cluster.metadata), condition = %c.type_, status = %c.status, reason = %c.reason, "condition changed");
-        let kind = if warning {
+        let kind = if conditions::is_warning(c) {
             EventType::Warning
         } else {
             EventType::Normal
