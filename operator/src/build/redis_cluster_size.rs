@@ -6,7 +6,7 @@
 //! master stands for: 3 masters with 1 replica each are 6 pods, and going to 0 replicas must keep
 //! those 6 until the last 3 are drained.
 
-use super::redis::{masters, replicas_per_master};
+use super::redis::{cluster_pod_count, replicas_per_master};
 use super::topology::{RedisInstance, Topology};
 use crate::crd::{RedisMode, SockudoCluster};
 
@@ -19,18 +19,12 @@ pub fn operated(cluster: &SockudoCluster) -> Option<RedisInstance<'_>> {
         .find(|i| i.is_managed() && i.mode() == RedisMode::Cluster)
 }
 
-/// Pods the spec asks for: every master and its replicas.
-pub fn spec_pods(instance: &RedisInstance) -> i32 {
-    let managed = instance.spec.managed.clone().unwrap_or_default();
-    masters(&managed) * (1 + replicas_per_master(&managed))
-}
-
 /// Pods of the StatefulSet: the spec's, or the recorded ones while more (a scale-in not yet
 /// drained). Growing never waits: new pods are needed before anything moves. A status written
 /// before `statefulSetPods` existed records masters, counted in the current layout.
 pub fn stateful_set_pods(instance: &RedisInstance, cluster: &SockudoCluster) -> i32 {
-    let spec = spec_pods(instance);
     let managed = instance.spec.managed.clone().unwrap_or_default();
+    let spec = cluster_pod_count(&managed);
     let recorded = operated(cluster)
         .filter(|o| o.role == instance.role)
         .and(cluster.status.as_ref())
