@@ -75,12 +75,13 @@ pub fn flipped<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition
 }
 
 /// A condition that flipped to this deserves a Warning Event (a human may have to act), not a
-/// Normal one: `Degraded`, the cluster not `Ready` for a reason other than starting up, or the
-/// managed Redis Cluster stalled.
+/// Normal one: `Degraded`, the cluster not `Ready` for a reason other than starting up, the
+/// managed Redis Cluster stalled, or volumes not grown for a reason other than waiting to be bound.
 pub fn is_warning(c: &Condition) -> bool {
     let is = |t: ConditionType, status: &str| c.type_ == t.as_str() && c.status == status;
     is(ConditionType::Degraded, "True")
         || is(ConditionType::RedisClusterStalled, "True")
+        || (is(ConditionType::VolumesResized, "False") && c.reason != "ClaimNotBound")
         || (is(ConditionType::Ready, "False")
             && c.reason != "Pending"
             && c.reason != "PodsNotReady")

@@ -20,7 +20,7 @@ use super::context::Context;
 use super::error::Error;
 use super::redis_cluster::{self, Target};
 use super::status::{self, Problem};
-use super::{conditions, credentials, observe};
+use super::{conditions, credentials, observe, volumes};
 use crate::build::{self, Inputs, names};
 use crate::crd::{GROUP, RedisClusterPhase, SockudoCluster, SockudoClusterStatus, VERSION};
 use crate::validate::validate;
@@ -114,6 +114,7 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     let mut applied = None;
     let mut apply_error = None;
     let mut bootstrap_target = None;
+    let mut claims = None;
     let errors = validate(&cluster.spec);
     if !errors.is_empty() {
         problem = Some(Problem::InvalidSpec(
@@ -148,7 +149,10 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
                 }
                 .await;
                 match outcome {
-                    Ok(a) => applied = Some(a),
+                    Ok(a) => {
+                        applied = Some(a);
+                        claims = volumes::grow(&ctx.client, &ns, &built.children).await?;
+                    }
                     Err(e) => {
                         problem = Some(Problem::ApplyFailed(e.to_string()));
                         apply_error = Some(e);
@@ -175,7 +179,21 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         .await;
     }
 
+    for grown in claims.iter().flatten() {
+        if let volumes::Outcome::Grown { claim, from, to } = grown {
+            let note = format!("PersistentVolumeClaim {claim} grown from {from} to {to}");
+            ctx.event(
+                &cluster.object_ref(&()),
+                EventType::Normal,
+                "VolumeGrown",
+                &note,
+            )
+            .await;
+        }
+    }
+
     let mut observed = observe::observed(cluster, &applied);
+    observed.volumes = claims;
     // Paused means nothing is changed, the cluster's topology included.
     if let Some(target) = bootstrap_target.as_ref().filter(|_| !paused)
         && let Some(s) = bootstrap_step(target, &observed).await

@@ -4,6 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Wanted};
+use super::volumes::{self, Outcome};
 use crate::build::Desired;
 use crate::build::deployment::{HTTP_PORT, METRICS_PORT};
 use crate::build::names;
@@ -41,6 +42,9 @@ pub struct Observed {
     pub external_redis: bool,
     pub external_nats: bool,
     pub redis_cluster: Option<RedisClusterStatus>,
+    /// Claims of managed backends not at the spec's storage size (or just grown to it); `None`
+    /// when no managed backend has storage, or the claims were not looked at (not applied).
+    pub volumes: Option<Vec<Outcome>>,
 }
 
 /// Why the desired state could not be applied.
@@ -280,6 +284,7 @@ pub fn compute(
             .map(|c| redis_cluster_stalled(cluster, c)),
     );
     wanted.extend(nats);
+    wanted.extend(observed.volumes.as_deref().map(volumes::condition));
     if paused {
         wanted.push(Wanted::new(
             ConditionType::ReconciliationPaused,

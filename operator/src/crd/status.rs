@@ -137,6 +137,8 @@ pub enum ConditionType {
     NatsReady,
     /// The managed Redis Cluster cannot make progress without a human (True).
     RedisClusterStalled,
+    /// Every existing claim of a managed backend requests the spec's storage size.
+    VolumesResized,
 }
 
 impl ConditionType {
@@ -149,6 +151,7 @@ impl ConditionType {
             ConditionType::RedisReady => "RedisReady",
             ConditionType::NatsReady => "NatsReady",
             ConditionType::RedisClusterStalled => "RedisClusterStalled",
+            ConditionType::VolumesResized => "VolumesResized",
         }
     }
 }
