@@ -26,10 +26,7 @@ pub const MAX_STEPS: usize = 600;
 /// Between steps: the next one waits on gossip the previous one started.
 pub const PAUSE: Duration = Duration::from_millis(100);
 /// The usual shape: 3 masters (pods 0, 2, 4), each followed by a replica.
-pub const THREE: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 1,
-};
+pub const THREE: Goal = Goal::new(3, 1);
 
 /// `n` empty cluster nodes, as the StatefulSet's pods start.
 pub fn start(n: usize) -> Vec<RedisServer> {

@@ -19,10 +19,7 @@ use super::redis_cluster_fixture::{
 const KEYS: usize = 2000;
 const EXAMPLE: &str = "redis-cluster-managed.yaml";
 const POD_5: &str = "redis-cluster-managed-redis-cluster-5";
-const NO_REPLICAS: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 0,
-};
+const NO_REPLICAS: Goal = Goal::new(3, 0);
 
 fn took(run: &[Reconciled], what: &str) -> Option<usize> {
     run.iter().position(|r| {

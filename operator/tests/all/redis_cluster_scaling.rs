@@ -22,10 +22,7 @@ use super::redis_cluster_fixture::{
 };
 use super::support::Example;
 
-const FOUR: Goal = Goal {
-    masters: 4,
-    replicas_per_master: 1,
-};
+const FOUR: Goal = Goal::new(4, 1);
 const KEYS: usize = 2000;
 
 /// Writes `live:N` keys until stopped; returns how many were acknowledged.

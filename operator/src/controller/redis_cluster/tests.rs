@@ -53,14 +53,8 @@ fn lone(name: &str) -> NodeView {
     }
 }
 
-const GOAL: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 1,
-};
-const FOUR: Goal = Goal {
-    masters: 4,
-    replicas_per_master: 1,
-};
+const GOAL: Goal = Goal::new(3, 1);
+const FOUR: Goal = Goal::new(4, 1);
 
 /// Slots per pod.
 type Owned = Vec<Vec<(u16, u16)>>;
@@ -93,6 +87,13 @@ fn four_shards() -> (Owned, Vec<Option<usize>>) {
         })
         .collect();
     (own, (0..8).map(|p| (p % 2 == 1).then(|| p - 1)).collect())
+}
+
+/// 3 masters with even shares on pods 0, 1, 2, and 3 more pods owning nothing.
+fn masters_first() -> Owned {
+    let mut own = vec![vec![(0, 5460)], vec![(5461, 10921)], vec![(10922, 16383)]];
+    own.extend([vec![], vec![], vec![]]);
+    own
 }
 
 /// The one (source, target) pair of a migration batch.
@@ -441,14 +442,7 @@ fn a_slot_assigned_out_of_plan_is_moved_back_by_migration() {
 #[test]
 fn a_cluster_formed_masters_first_converges_to_shards() {
     // The previous layout: masters on pods 0, 1, 2 and pods 3, 4, 5 replicating them.
-    let own = vec![
-        vec![(0, 5460)],
-        vec![(5461, 10921)],
-        vec![(10922, 16383)],
-        vec![],
-        vec![],
-        vec![],
-    ];
+    let own = masters_first();
     let v = views(&own, &[None, None, None, Some(0), Some(1), Some(2)], true);
     // Shard 2 (pods 4 and 5) has no master: its primary becomes one.
     assert_eq!(plan(&v, GOAL), Action::Promote { pod: 4 });
@@ -486,10 +480,12 @@ fn a_balanced_shard_with_two_slot_owners_gathers_them_on_its_master() {
     assert_eq!(moves[0].slot, 5001);
 }
 
-const NO_REPLICAS: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 0,
-};
+/// Phase, slots to move, pods the StatefulSet keeps.
+fn progress(s: &RedisClusterStatus) -> (RedisClusterPhase, i32, Option<i32>) {
+    (s.phase, s.slots_to_move, s.stateful_set_pods)
+}
+
+const NO_REPLICAS: Goal = Goal::new(3, 0);
 
 #[test]
 fn fewer_replicas_per_master_regroups_the_pods_and_drains_the_last_ones() {
@@ -511,12 +507,10 @@ fn fewer_replicas_per_master_regroups_the_pods_and_drains_the_last_ones() {
     let v = views(&own, &ATTACHED, true);
     let action = plan(&v, NO_REPLICAS);
     assert_eq!(only_pair(&action), (4, 1));
-    let s = status(&v, NO_REPLICAS, &action);
     assert_eq!(
-        (s.phase, s.slots_to_move),
-        (RedisClusterPhase::Draining, 5462)
+        progress(&status(&v, NO_REPLICAS, &action)),
+        (RedisClusterPhase::Draining, 5462, Some(6))
     );
-    assert_eq!(s.stateful_set_pods, Some(6));
 
     // Moved: every departing pod (pod 4 now a replica of a slot's new owner) is reset.
     let moved = vec![
@@ -548,14 +542,7 @@ fn fewer_replicas_per_master_regroups_the_pods_and_drains_the_last_ones() {
 fn more_replicas_per_master_attaches_the_new_pods_and_empties_the_second_master() {
     // 3 masters without replicas -> 1 replica each: shards are pods 0-1, 2-3, 4-5. Pods 3, 4, 5
     // are new; pod 1 is a master in shard 0.
-    let own = vec![
-        vec![(0, 5460)],
-        vec![(5461, 10921)],
-        vec![(10922, 16383)],
-        vec![],
-        vec![],
-        vec![],
-    ];
+    let own = masters_first();
     let v = views(&own, &[None; 6], true);
     assert_eq!(
         plan(&v, GOAL),
@@ -573,12 +560,10 @@ fn more_replicas_per_master_attaches_the_new_pods_and_empties_the_second_master(
         unreachable!()
     };
     assert_eq!(moves.last().unwrap().slot, 10921);
-    let s = status(&v, GOAL, &action);
     assert_eq!(
-        (s.phase, s.slots_to_move),
-        (RedisClusterPhase::Rebalancing, 5462)
+        progress(&status(&v, GOAL, &action)),
+        (RedisClusterPhase::Rebalancing, 5462, Some(6))
     );
-    assert_eq!(s.stateful_set_pods, Some(6));
 
     // Half way, pod 1 still gives: pod 0 keeps its range.
     let half = vec![
