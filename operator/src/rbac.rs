@@ -39,6 +39,12 @@ pub const RULES: &[Rule] = &[
         why: "rendered configs, Services, app and backend credential Secrets; reads the Secrets apps and backends reference",
     },
     Rule {
+        group: "",
+        resources: &["persistentvolumeclaims"],
+        verbs: &["get", "patch"],
+        why: "grow the managed backends' existing volumes when their storage size grows",
+    },
+    Rule {
         group: "apps",
         resources: &["deployments", "statefulsets"],
         verbs: CHILD_VERBS,

@@ -1,9 +1,12 @@
-//! How many pods the managed Redis Cluster's StatefulSet holds: the spec's masters (and their
-//! replicas), or more while departing masters are still being drained. The operator records the
-//! masters it still needs pods for in `status.redisCluster.statefulSetMasters`; the StatefulSet
-//! is sized from the spec and that status, so it never shrinks under nodes that still hold slots.
+//! How many pods the managed Redis Cluster's StatefulSet holds: the spec's masters and their
+//! replicas, or more while departing pods are still being drained. The operator records the pods
+//! it still needs in `status.redisCluster.statefulSetPods`; the StatefulSet is sized from the spec
+//! and that status, so it never shrinks under nodes that still hold slots or are still known to
+//! the cluster. Pods, not masters, because changing `replicasPerMaster` changes how many pods a
+//! master stands for: 3 masters with 1 replica each are 6 pods, and going to 0 replicas must keep
+//! those 6 until the last 3 are drained.
 
-use super::redis::{masters, replicas_per_master};
+use super::redis::{cluster_pod_count, replicas_per_master};
 use super::topology::{RedisInstance, Topology};
 use crate::crd::{RedisMode, SockudoCluster};
 
@@ -16,20 +19,21 @@ pub fn operated(cluster: &SockudoCluster) -> Option<RedisInstance<'_>> {
         .find(|i| i.is_managed() && i.mode() == RedisMode::Cluster)
 }
 
-/// Masters the StatefulSet has pods for: the spec's, or the recorded ones while larger (a
-/// scale-in not yet drained). Growing never waits: new pods are needed before anything moves.
-pub fn stateful_set_masters(instance: &RedisInstance, cluster: &SockudoCluster) -> i32 {
-    let spec = masters(&instance.spec.managed.clone().unwrap_or_default());
+/// Pods of the StatefulSet: the spec's, or the recorded ones while more (a scale-in not yet
+/// drained). Growing never waits: new pods are needed before anything moves. A status written
+/// before `statefulSetPods` existed records masters, counted in the current layout.
+pub fn stateful_set_pods(instance: &RedisInstance, cluster: &SockudoCluster) -> i32 {
+    let managed = instance.spec.managed.clone().unwrap_or_default();
+    let spec = cluster_pod_count(&managed);
     let recorded = operated(cluster)
         .filter(|o| o.role == instance.role)
         .and(cluster.status.as_ref())
         .and_then(|s| s.redis_cluster.as_ref())
-        .and_then(|c| c.stateful_set_masters);
+        .and_then(|c| {
+            c.stateful_set_pods.or_else(|| {
+                c.stateful_set_masters
+                    .map(|m| m * (1 + replicas_per_master(&managed)))
+            })
+        });
     spec.max(recorded.unwrap_or(spec))
-}
-
-/// Pods of the StatefulSet: every master it holds and their replicas.
-pub fn stateful_set_pods(instance: &RedisInstance, cluster: &SockudoCluster) -> i32 {
-    let managed = instance.spec.managed.clone().unwrap_or_default();
-    stateful_set_masters(instance, cluster) * (1 + replicas_per_master(&managed))
 }

@@ -74,6 +74,19 @@ pub fn flipped<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition
         .collect()
 }
 
+/// A condition that flipped to this deserves a Warning Event (a human may have to act), not a
+/// Normal one: `Degraded`, the cluster not `Ready` for a reason other than starting up, the
+/// managed Redis Cluster stalled, or volumes not grown for a reason other than waiting to be bound.
+pub fn is_warning(c: &Condition) -> bool {
+    let is = |t: ConditionType, status: &str| c.type_ == t.as_str() && c.status == status;
+    is(ConditionType::Degraded, "True")
+        || is(ConditionType::RedisClusterStalled, "True")
+        || (is(ConditionType::VolumesResized, "False") && c.reason != "ClaimNotBound")
+        || (is(ConditionType::Ready, "False")
+            && c.reason != "Pending"
+            && c.reason != "PodsNotReady")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +108,31 @@ mod tests {
         assert_eq!(flipped_[0].last_transition_time, t1);
         assert_eq!(flipped(&first, &flipped_).len(), 1);
         assert!(flipped(&first, &same).is_empty());
+    }
+
+    #[test]
+    fn warnings_are_what_a_human_may_have_to_act_on() {
+        let c = |type_: &str, status: &str, reason: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: "m".into(),
+            observed_generation: None,
+            last_transition_time: time("2024-01-01T00:00:00Z"),
+        };
+        assert!(is_warning(&c("Degraded", "True", "InvalidSpec")));
+        assert!(is_warning(&c("Ready", "False", "ApplyFailed")));
+        assert!(is_warning(&c(
+            "RedisClusterStalled",
+            "True",
+            "DepartingPodUnreachable"
+        )));
+        assert!(!is_warning(&c("Ready", "False", "PodsNotReady")));
+        assert!(!is_warning(&c(
+            "RedisClusterStalled",
+            "False",
+            "AsExpected"
+        )));
+        assert!(!is_warning(&c("RedisReady", "False", "ClusterDraining")));
     }
 }

@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod recreate;
 pub mod redis_cluster;
 pub mod status;
+pub mod volumes;
 
 use std::future::Future;
 use std::sync::Arc;

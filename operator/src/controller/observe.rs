@@ -72,5 +72,6 @@ pub fn observed(cluster: &SockudoCluster, applied: &Applied) -> Observed {
                 .unwrap_or_default()
         }),
         redis,
+        volumes: None,
     }
 }

@@ -20,7 +20,7 @@ use super::context::Context;
 use super::error::Error;
 use super::redis_cluster::{self, Target};
 use super::status::{self, Problem};
-use super::{conditions, credentials, observe};
+use super::{conditions, credentials, observe, volumes};
 use crate::build::{self, Inputs, names};
 use crate::crd::{GROUP, RedisClusterPhase, SockudoCluster, SockudoClusterStatus, VERSION};
 use crate::validate::validate;
@@ -114,6 +114,7 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     let mut applied = None;
     let mut apply_error = None;
     let mut bootstrap_target = None;
+    let mut claims = None;
     let errors = validate(&cluster.spec);
     if !errors.is_empty() {
         problem = Some(Problem::InvalidSpec(
@@ -148,7 +149,10 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
                 }
                 .await;
                 match outcome {
-                    Ok(a) => applied = Some(a),
+                    Ok(a) => {
+                        applied = Some(a);
+                        claims = volumes::grow(&ctx.client, &ns, &built.children).await?;
+                    }
                     Err(e) => {
                         problem = Some(Problem::ApplyFailed(e.to_string()));
                         apply_error = Some(e);
@@ -175,7 +179,21 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
         .await;
     }
 
+    for grown in claims.iter().flatten() {
+        if let volumes::Outcome::Grown { claim, from, to } = grown {
+            let note = format!("PersistentVolumeClaim {claim} grown from {from} to {to}");
+            ctx.event(
+                &cluster.object_ref(&()),
+                EventType::Normal,
+                "VolumeGrown",
+                &note,
+            )
+            .await;
+        }
+    }
+
     let mut observed = observe::observed(cluster, &applied);
+    observed.volumes = claims;
     // Paused means nothing is changed, the cluster's topology included.
     if let Some(target) = bootstrap_target.as_ref().filter(|_| !paused)
         && let Some(s) = bootstrap_step(target, &observed).await
@@ -217,10 +235,12 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
 }
 
 /// One step of the managed Redis Cluster (bootstrap, rebalance or drain), once its pods are
-/// ready (or its addresses are overridden for tests). A failing action is logged and reported in
-/// `lastStep` with what was observed, not an error of the reconcile: the next step observes
-/// again. Until the pods are ready the previous status is kept, `statefulSetMasters` included,
-/// so the StatefulSet keeps its size.
+/// ready (or its addresses are overridden for tests), or at once while the StatefulSet holds
+/// departing pods: one of those not becoming ready is what blocks a drain, and the step is what
+/// names it (`unreachable`, then the `RedisClusterStalled` condition). A failing action is
+/// logged and reported in `lastStep` with what was observed, not an error of the reconcile: the
+/// next step observes again. Until the pods are ready the previous status is kept,
+/// `statefulSetPods` included, so the StatefulSet keeps its size.
 async fn bootstrap_step(
     target: &Target,
     observed: &super::status::Observed,
@@ -229,7 +249,8 @@ async fn bootstrap_step(
         .redis
         .iter()
         .any(|w| w.name == target.name && w.is_ready());
-    if !pods_ready && !target.overridden {
+    let draining = target.nodes.addresses.len() > target.goal.pods();
+    if !pods_ready && !target.overridden && !draining {
         return None;
     }
     let next = redis_cluster::next_step(&target.nodes, target.goal).await;
@@ -267,14 +288,9 @@ async fn write_status(
     .await?;
     let reference = cluster.object_ref(&());
     for c in conditions::flipped(&old.conditions, &new.conditions) {
-        let warning = (c.type_ == "Degraded" && c.status == "True")
-            || (c.type_ == "Ready"
-                && c.status == "False"
-                && c.reason != "Pending"
-                && c.reason != "PodsNotReady");
         let note = format!("{}={}: {}", c.type_, c.status, c.message);
         info!(object = %key(&cluster.metadata), condition = %c.type_, status = %c.status, reason = %c.reason, "condition changed");
-        let kind = if warning {
+        let kind = if conditions::is_warning(c) {
             EventType::Warning
         } else {
             EventType::Normal

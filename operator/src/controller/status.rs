@@ -4,12 +4,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Wanted};
+use super::volumes::{self, Outcome};
 use crate::build::Desired;
 use crate::build::deployment::{HTTP_PORT, METRICS_PORT};
 use crate::build::names;
+use crate::build::redis_cluster_size::operated;
 use crate::crd::{
     ConditionType, Endpoints, RedisClusterPhase, RedisClusterStatus, SockudoCluster,
-    SockudoClusterStatus,
+    SockudoClusterStatus, UnreachablePod,
 };
 
 /// Readiness of one workload (the server Deployment or a backend StatefulSet).
@@ -40,6 +42,9 @@ pub struct Observed {
     pub external_redis: bool,
     pub external_nats: bool,
     pub redis_cluster: Option<RedisClusterStatus>,
+    /// Claims of managed backends not at the spec's storage size (or just grown to it); `None`
+    /// when no managed backend has storage, or the claims were not looked at (not applied).
+    pub volumes: Option<Vec<Outcome>>,
 }
 
 /// Why the desired state could not be applied.
@@ -109,6 +114,17 @@ fn backend_condition(
                     c.slots_to_move
                 ),
             ),
+            RedisClusterPhase::Pending if !c.unreachable.is_empty() => (
+                "ClusterPending",
+                format!(
+                    "Redis Cluster Pending: pod(s) {} do not answer",
+                    c.unreachable
+                        .iter()
+                        .map(|u| u.ordinal.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             _ => (
                 "ClusterBootstrapping",
                 format!(
@@ -129,6 +145,43 @@ fn backend_condition(
     } else {
         Wanted::new(type_, true, "Ready", format!("managed {what} is ready"))
     })
+}
+
+/// Whether the managed Redis Cluster waits on something only a human can fix: a departing pod
+/// that does not answer blocks its drain (its slots cannot move off, it cannot be reset), and the
+/// StatefulSet keeps it until then, however long that takes.
+fn redis_cluster_stalled(cluster: &SockudoCluster, c: &RedisClusterStatus) -> Wanted {
+    let departing: Vec<&UnreachablePod> = c.unreachable.iter().filter(|u| u.departing).collect();
+    if departing.is_empty() {
+        return Wanted::new(
+            ConditionType::RedisClusterStalled,
+            false,
+            "AsExpected",
+            "every pod the next step needs answers",
+        );
+    }
+    let ns = names::namespace(cluster);
+    let sts = operated(cluster).map_or_else(String::new, |i| i.managed_name(cluster));
+    let pods: Vec<String> = departing
+        .iter()
+        .map(|u| format!("{sts}-{} ({})", u.ordinal, u.error))
+        .collect();
+    let first = format!("{sts}-{}", departing[0].ordinal);
+    Wanted::new(
+        ConditionType::RedisClusterStalled,
+        true,
+        "DepartingPodUnreachable",
+        format!(
+            "the Redis Cluster drain waits for departing pod(s) {}: each must answer so that its \
+             slots move off and it is reset before the StatefulSet may shrink, and nothing moves \
+             while a pod does not answer. Bring the pod back (kubectl -n {ns} describe pod \
+             {first}; its data is on PersistentVolumeClaim data-{first} if it has storage). If it \
+             cannot come back and owns no slots (a replica, or a master already drained: see \
+             CLUSTER NODES on a remaining pod), delete its claim and the pod: it starts empty as \
+             a new node, the old one is forgotten and the drain finishes.",
+            pods.join(", ")
+        ),
+    )
 }
 
 /// The new status. `old` supplies the previous conditions, so transition times are kept.
@@ -224,7 +277,14 @@ pub fn compute(
         ),
     });
     wanted.extend(redis);
+    wanted.extend(
+        observed
+            .redis_cluster
+            .as_ref()
+            .map(|c| redis_cluster_stalled(cluster, c)),
+    );
     wanted.extend(nats);
+    wanted.extend(observed.volumes.as_deref().map(volumes::condition));
     if paused {
         wanted.push(Wanted::new(
             ConditionType::ReconciliationPaused,
@@ -400,5 +460,82 @@ mod tests {
         assert_eq!(condition(&s, "Degraded").reason, "SecretMissing");
         assert_eq!(condition(&s, "Ready").reason, "SecretMissing");
         assert_eq!(condition(&s, "ReconciliationPaused").status, "True");
+    }
+
+    fn managed_redis_cluster() -> SockudoCluster {
+        let spec: SockudoClusterSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 2, "adapter": {"driver": "redis-cluster"},
+            "redis": {"mode": "cluster", "managed": {"masters": 3, "replicasPerMaster": 1}},
+            "apps": [{"id": "1", "secretRef": {"name": "s"}}]
+        }))
+        .unwrap();
+        let mut c = SockudoCluster::new("x", spec);
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.generation = Some(3);
+        c
+    }
+
+    fn draining(unreachable: Vec<UnreachablePod>) -> Observed {
+        Observed {
+            server: Some(workload(2)),
+            redis: vec![workload(2)],
+            redis_cluster: Some(RedisClusterStatus {
+                phase: RedisClusterPhase::Pending,
+                stateful_set_pods: Some(8),
+                unreachable,
+                ..RedisClusterStatus::default()
+            }),
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn a_departing_pod_that_does_not_answer_stalls_the_redis_cluster_with_a_warning() {
+        let now = Time("2024-01-01T00:00:00Z".parse().unwrap());
+        let mut c = managed_redis_cluster();
+        let moving = compute(&c, None, &draining(vec![]), None, false, &now);
+        let stalled = condition(&moving, "RedisClusterStalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("False", "AsExpected")
+        );
+        assert!(!conditions::is_warning(stalled));
+
+        // Pod 7 departs and never answers; pod 2 (not departing) is merely not up yet.
+        let gone = vec![
+            UnreachablePod {
+                ordinal: 2,
+                departing: false,
+                error: "Redis node x-redis-cluster-2.x-redis-cluster.ns.svc:6379 did not answer in time".into(),
+            },
+            UnreachablePod {
+                ordinal: 7,
+                departing: true,
+                error: "Redis node x-redis-cluster-7.x-redis-cluster.ns.svc:6379 did not answer in time".into(),
+            },
+        ];
+        c.status = Some(moving.clone());
+        let s = compute(&c, None, &draining(gone), None, false, &now);
+        let stalled = condition(&s, "RedisClusterStalled");
+        assert!(conditions::is_warning(stalled), "a Warning Event");
+        let flipped = conditions::flipped(&moving.conditions, &s.conditions);
+        assert!(flipped.iter().any(|f| f.type_ == "RedisClusterStalled"));
+        let redis = condition(&s, "RedisReady");
+        assert_eq!(
+            (redis.reason.as_str(), redis.message.as_str()),
+            (
+                "ClusterPending",
+                "Redis Cluster Pending: pod(s) 2, 7 do not answer"
+            )
+        );
+        insta::assert_yaml_snapshot!(
+            "redis_cluster_stalled",
+            serde_json::json!({
+                "type": stalled.type_,
+                "status": stalled.status,
+                "reason": stalled.reason,
+                "message": stalled.message,
+            })
+        );
     }
 }

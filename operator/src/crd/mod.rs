@@ -26,6 +26,7 @@ pub use drivers::{
 };
 pub use status::{
     ConditionType, Endpoints, RedisClusterPhase, RedisClusterStatus, SockudoClusterStatus,
+    UnreachablePod,
 };
 pub use workload::{
     AutoscalingSpec, ImageSpec, IngressSpec, IngressTls, LogFormat, MetricsSpec,

@@ -94,14 +94,36 @@ pub struct RedisClusterStatus {
     /// Slots still to move before every master holds its even share (0 when balanced).
     #[serde(default)]
     pub slots_to_move: i32,
-    /// Masters the StatefulSet keeps pods for. Above `spec...managed.masters` while departing
-    /// masters are drained: the StatefulSet shrinks only once their slots have moved and the
-    /// remaining nodes have forgotten them.
+    /// Masters (shards of the spec's layout) the pods the StatefulSet keeps make up. Above
+    /// `spec...managed.masters` while departing masters are drained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stateful_set_masters: Option<i32>,
+    /// Pods the StatefulSet keeps. Above the spec's `masters * (1 + replicasPerMaster)` while
+    /// departing pods are drained (fewer masters, or fewer replicas per master): the StatefulSet
+    /// shrinks only once their slots have moved and the remaining nodes have forgotten them.
+    /// Counted in pods, not masters, so that a change of `replicasPerMaster` (which changes how
+    /// many pods a master stands for) never shrinks it early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful_set_pods: Option<i32>,
+    /// Pods that did not answer the last observation; the cluster is `Pending` until they do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<UnreachablePod>,
     /// The last step taken, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<String>,
+}
+
+/// A pod of the managed Redis Cluster that did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreachablePod {
+    /// The pod's StatefulSet ordinal.
+    pub ordinal: i32,
+    /// Past the spec's pods: it is being drained, and the StatefulSet keeps it until then.
+    #[serde(default)]
+    pub departing: bool,
+    /// Why it did not answer.
+    pub error: String,
 }
 
 /// The condition types this operator sets.
@@ -113,6 +135,10 @@ pub enum ConditionType {
     ReconciliationPaused,
     RedisReady,
     NatsReady,
+    /// The managed Redis Cluster cannot make progress without a human (True).
+    RedisClusterStalled,
+    /// Every existing claim of a managed backend requests the spec's storage size.
+    VolumesResized,
 }
 
 impl ConditionType {
@@ -124,6 +150,8 @@ impl ConditionType {
             ConditionType::ReconciliationPaused => "ReconciliationPaused",
             ConditionType::RedisReady => "RedisReady",
             ConditionType::NatsReady => "NatsReady",
+            ConditionType::RedisClusterStalled => "RedisClusterStalled",
+            ConditionType::VolumesResized => "VolumesResized",
         }
     }
 }

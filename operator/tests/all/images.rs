@@ -84,15 +84,7 @@ fn a_malformed_digest_is_refused_with_its_path() {
             ..ImageSpec::default()
         };
         ex.cluster.spec.image = Some(image.clone());
-        ex.cluster
-            .spec
-            .redis
-            .as_mut()
-            .unwrap()
-            .managed
-            .as_mut()
-            .unwrap()
-            .image = Some(image);
+        ex.managed_redis().image = Some(image);
         let paths: Vec<String> = validate(&ex.cluster.spec)
             .into_iter()
             .map(|e| e.path)

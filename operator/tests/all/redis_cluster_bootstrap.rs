@@ -3,54 +3,19 @@
 //! (shards of consecutive pods: masters on 0, 2, 4), resumes after being interrupted half-way,
 //! and recovers after every process restarts.
 
-use std::time::Duration;
-
-use sockudo_operator::controller::redis_cluster::{self, Goal, Nodes};
+use sockudo_operator::controller::redis_cluster::{self, Nodes};
 use sockudo_operator::crd::RedisClusterPhase;
 use sockudo_test_backends::RedisServer;
 
-const PASSWORD: &str = "generated-test-password";
-const GOAL: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 1,
+use super::redis_cluster_fixture::{
+    PASSWORD, THREE, assert_shape, nodes_of, overridden, run_to_ready, start, step_until,
 };
-/// Enough steps for MEET, 3 ADDSLOTS, 3 REPLICATE and the gossip waits in between.
-const MAX_STEPS: usize = 200;
-const PAUSE: Duration = Duration::from_millis(100);
 
 fn start_nodes() -> (Vec<RedisServer>, Nodes) {
-    let servers: Vec<RedisServer> = (0..GOAL.pods())
-        .map(|_| RedisServer::start_cluster_node(Some(PASSWORD)).unwrap())
-        .collect();
-    let nodes = Nodes {
-        addresses: servers.iter().map(RedisServer::address).collect(),
-        password: Some(PASSWORD.into()),
-    };
+    let servers = start(THREE.pods());
+    let nodes = nodes_of(&servers);
+    assert_eq!(nodes.password.as_deref(), Some(PASSWORD));
     (servers, nodes)
-}
-
-/// Checks the cluster as `redis-cli` sees it, independently of the bootstrap's own parsing.
-fn assert_healthy(servers: &[RedisServer]) {
-    for s in servers {
-        let info = s.cli(&["cluster", "info"]).unwrap();
-        assert!(info.contains("cluster_state:ok"), "{}: {info}", s.port);
-        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
-        assert!(info.contains("cluster_known_nodes:6"), "{info}");
-        assert!(info.contains("cluster_size:3"), "{info}");
-    }
-    let nodes = s_nodes(&servers[0]);
-    let masters: Vec<&str> = nodes
-        .lines()
-        .filter(|l| l.contains("master") && !l.contains("fail"))
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
-    assert_eq!(masters.len(), 3, "{nodes}");
-    for m in masters {
-        assert!(
-            nodes.lines().any(|l| l.contains("slave") && l.contains(m)),
-            "master {m} has no replica:\n{nodes}"
-        );
-    }
 }
 
 fn s_nodes(s: &RedisServer) -> String {
@@ -69,17 +34,14 @@ fn own_slots(s: &RedisServer) -> String {
 #[tokio::test]
 async fn forms_a_healthy_three_master_three_replica_cluster() {
     let (servers, nodes) = start_nodes();
-    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
+    let status = run_to_ready(&nodes, THREE).await;
     assert_eq!(
         (status.masters, status.replicas, status.slots_assigned),
         (3, 3, 16384)
     );
-    assert_healthy(&servers);
+    assert_shape(&servers, THREE);
     // Ready is stable: one more step changes nothing.
-    let again = redis_cluster::step(&nodes, GOAL).await.unwrap();
+    let again = redis_cluster::step(&nodes, THREE).await.unwrap();
     assert_eq!(again.phase, RedisClusterPhase::Ready);
 }
 
@@ -88,20 +50,16 @@ async fn resumes_after_being_interrupted_half_way() {
     let (servers, nodes) = start_nodes();
     // Step until the first ADDSLOTSRANGE (pod 0's), then stop: an operator restart with the
     // nodes met, pod 0's slots assigned and the other shards without any.
-    let mut steps = 0;
-    loop {
-        let s = redis_cluster::step(&nodes, GOAL).await.unwrap();
-        assert_ne!(s.phase, RedisClusterPhase::Ready);
-        steps += 1;
-        assert!(steps < MAX_STEPS, "no slot was ever assigned: {s:?}");
-        if s.last_step
+    let saw = step_until(&nodes, THREE, |s| {
+        s.last_step
             .as_deref()
             .is_some_and(|l| l.contains("ADDSLOTSRANGE"))
-        {
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
+    })
+    .await;
+    assert!(
+        saw.iter().all(|s| s.phase != RedisClusterPhase::Ready),
+        "{saw:#?}"
+    );
     // Shards are consecutive pods: masters start on pods 0, 2 and 4.
     assert_eq!(own_slots(&servers[0]), "0-5460");
     assert_eq!(own_slots(&servers[2]), "");
@@ -110,11 +68,8 @@ async fn resumes_after_being_interrupted_half_way() {
     // migrated (with its key) to where the plan has it once the cluster is formed.
     servers[2].cli(&["cluster", "addslots", "16000"]).unwrap();
 
-    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
-    assert_healthy(&servers);
+    run_to_ready(&nodes, THREE).await;
+    assert_shape(&servers, THREE);
     assert_eq!(own_slots(&servers[2]), "5461-10921");
     assert_eq!(own_slots(&servers[4]), "10922-16383");
 }
@@ -122,10 +77,7 @@ async fn resumes_after_being_interrupted_half_way() {
 #[tokio::test]
 async fn recovers_after_every_node_restarts() {
     let (mut servers, nodes) = start_nodes();
-    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
+    run_to_ready(&nodes, THREE).await;
 
     for s in &mut servers {
         s.kill();
@@ -134,20 +86,14 @@ async fn recovers_after_every_node_restarts() {
         s.restart().unwrap();
     }
     // nodes.conf is kept: the bootstrap finds the cluster again, without assigning any slot.
-    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
-    assert_healthy(&servers);
+    run_to_ready(&nodes, THREE).await;
+    assert_shape(&servers, THREE);
 
     // A replica that lost its nodes.conf (reset: it knows nobody and replicates nothing) is
     // met again and attached again.
     servers[5].cli(&["cluster", "reset", "soft"]).unwrap();
-    let status = redis_cluster::run(&nodes, GOAL, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
-    assert_healthy(&servers);
+    run_to_ready(&nodes, THREE).await;
+    assert_shape(&servers, THREE);
 }
 
 /// The reconcile's view: the managed cluster of an example, reached through
@@ -170,35 +116,16 @@ async fn the_example_managed_cluster_through_the_address_override() {
     let goal = no_override.goal;
     assert_eq!((goal.masters, goal.replicas_per_master), (6, 0));
 
-    let servers: Vec<RedisServer> = (0..goal.pods())
-        .map(|_| RedisServer::start_cluster_node(Some(PASSWORD)).unwrap())
-        .collect();
-    let config = Config {
-        backend_addresses: no_override
-            .nodes
-            .addresses
-            .iter()
-            .cloned()
-            .zip(servers.iter().map(RedisServer::address))
-            .collect(),
-        ..Config::default()
-    };
-    let target = redis_cluster::target(&example.cluster, &example.generated, &config).unwrap();
-    assert!(target.overridden);
+    let servers = start(goal.pods());
+    let target = overridden(&example, &servers);
     assert_eq!(target.nodes.password.as_deref(), Some(PASSWORD));
 
-    let mut last = None;
-    for _ in 0..MAX_STEPS {
-        let s = redis_cluster::step(&target.nodes, target.goal)
-            .await
-            .unwrap();
-        if s.phase == RedisClusterPhase::Ready {
-            last = Some(s);
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    let s = last.expect("Ready");
+    // Stepped once per "reconcile" until Ready.
+    let saw = step_until(&target.nodes, target.goal, |s| {
+        s.phase == RedisClusterPhase::Ready
+    })
+    .await;
+    let s = saw.last().unwrap();
     assert_eq!((s.masters, s.replicas, s.slots_assigned), (6, 0, 16384));
     let info = servers[3].cli(&["cluster", "info"]).unwrap();
     assert!(info.contains("cluster_size:6"), "{info}");

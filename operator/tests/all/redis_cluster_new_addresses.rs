@@ -11,41 +11,17 @@
 //! operator's pods on a volume, so their keys survive the SIGKILL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use sockudo_operator::controller::Config;
-use sockudo_operator::controller::redis_cluster::{self, Target};
-use sockudo_operator::crd::RedisClusterPhase;
+use sockudo_operator::controller::redis_cluster;
 use sockudo_test_backends::{RedisServer, RedisSetup, free_cluster_port};
 
-use super::redis_cluster_scaling::{PASSWORD, assert_keys, assert_shape, id_of, write_keys};
+use super::redis_cluster_fixture::{
+    PASSWORD, assert_keys, assert_shape, id_of, overridden, run_to_ready, start_with, write_keys,
+};
 use super::support::Example;
 
-/// Enough steps for forming, and for re-meeting every node with the gossip waits in between;
-/// a generous bound, not a timing assertion.
-const MAX_STEPS: usize = 300;
-const PAUSE: Duration = Duration::from_millis(100);
 const KEYS: usize = 1000;
-
-/// The example's managed cluster with every pod's in-cluster name overridden to `servers`.
-fn target(example: &Example, servers: &[RedisServer]) -> Target {
-    let in_cluster =
-        redis_cluster::target(&example.cluster, &example.generated, &Config::default())
-            .expect("a managed Redis Cluster");
-    let config = Config {
-        backend_addresses: in_cluster
-            .nodes
-            .addresses
-            .iter()
-            .cloned()
-            .zip(servers.iter().map(RedisServer::address))
-            .collect(),
-        ..Config::default()
-    };
-    let target = redis_cluster::target(&example.cluster, &example.generated, &config).unwrap();
-    assert!(target.overridden);
-    target
-}
 
 /// Each node's own account of whom it replicates: replica id -> master id.
 fn replication(servers: &[RedisServer]) -> BTreeMap<String, String> {
@@ -81,18 +57,13 @@ async fn recovers_after_every_node_restarts_with_a_new_address() {
         .unwrap()
         .goal
         .pods();
-    let mut servers: Vec<RedisServer> = (0..pods)
-        .map(|_| RedisServer::start_cluster_node_with(setup.clone()).unwrap())
-        .collect();
-    let formed = target(&example, &servers);
+    let mut servers = start_with(&setup, pods);
+    let formed = overridden(&example, &servers);
     assert_eq!(
         (formed.goal.masters, formed.goal.replicas_per_master),
         (3, 1)
     );
-    let status = redis_cluster::run(&formed.nodes, formed.goal, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
+    run_to_ready(&formed.nodes, formed.goal).await;
     write_keys(&servers, "before", KEYS).await;
     let ids: Vec<String> = servers.iter().map(id_of).collect();
     let replicas = replication(&servers);
@@ -118,12 +89,9 @@ async fn recovers_after_every_node_restarts_with_a_new_address() {
         "pod 0 has pod 1 at {stale}"
     );
 
-    let moved = target(&example, &servers);
+    let moved = overridden(&example, &servers);
     assert_ne!(moved.nodes.addresses, formed.nodes.addresses);
-    let status = redis_cluster::run(&moved.nodes, moved.goal, MAX_STEPS, PAUSE)
-        .await
-        .unwrap();
-    assert_eq!(status.phase, RedisClusterPhase::Ready, "{status:?}");
+    let status = run_to_ready(&moved.nodes, moved.goal).await;
     assert_eq!(
         (status.masters, status.replicas, status.slots_assigned),
         (3, 3, 16384)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use sockudo_operator::build::{Capabilities, Inputs, SecretData};
-use sockudo_operator::crd::SockudoCluster;
+use sockudo_operator::crd::{ManagedRedis, SockudoCluster};
 
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -85,6 +85,16 @@ impl Example {
             secrets,
             generated,
         }
+    }
+
+    /// The spec's managed Redis, which the example must have.
+    pub fn managed_redis(&mut self) -> &mut ManagedRedis {
+        self.cluster
+            .spec
+            .redis
+            .as_mut()
+            .and_then(|r| r.managed.as_mut())
+            .expect("a managed Redis")
     }
 
     pub fn inputs(&self) -> Inputs<'_> {

@@ -944,3 +944,151 @@ fn an_immutable_field_change_recreates_the_stateful_set_and_keeps_its_pod() {
         assert_eq!(sets.get(&sts).await.unwrap().uid(), new_uid);
     });
 }
+
+/// A managed standalone Redis of the `redis-managed.yaml` example whose volumes use the
+/// StorageClass `class`; returns its name and its claim once the claim exists, marked bound (as
+/// the volume binder would; there is none here) at the example's 1Gi.
+async fn redis_with_storage_class(
+    client: &kube::Client,
+    ns: &str,
+    class: &str,
+) -> (String, String) {
+    let mut name = None;
+    for doc in example_docs("redis-managed.yaml") {
+        match doc["kind"].as_str() {
+            Some("Secret") => {
+                create_or_replace_secret(client, ns, serde_json::from_value(doc).unwrap()).await;
+            }
+            _ => {
+                let mut c: SockudoCluster = serde_json::from_value(doc).unwrap();
+                let storage = c.spec.redis.as_mut().unwrap().managed.as_mut().unwrap();
+                let storage = storage.storage.as_mut().unwrap();
+                assert_eq!(storage.size, "1Gi");
+                storage.storage_class_name = Some(class.into());
+                name = Some(c.name_any());
+                create_cluster(client, ns, &c).await;
+            }
+        }
+    }
+    let name = name.unwrap();
+    let claim = format!("data-{name}-redis-0");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    eventually("the Redis claim", PATIENCE, || async {
+        claims
+            .get_opt(&claim)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    let bound = json!({"status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}});
+    claims
+        .patch_status(&claim, &PatchParams::default(), &Patch::Merge(&bound))
+        .await
+        .unwrap();
+    (name, claim)
+}
+
+fn requested(claim: &PersistentVolumeClaim) -> Option<String> {
+    let requests = claim.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?;
+    requests.get("storage").map(|q| q.0.clone())
+}
+
+/// Growing a managed backend's storage size grows its existing, bound claim when the
+/// StorageClass allows expansion (an Event says so, `VolumesResized` is True); with a
+/// StorageClass that does not, the API server's refusal is in `VolumesResized` (False,
+/// `ExpansionRefused`). A smaller size is refused: the claim keeps its size, `VolumesResized`
+/// is False with `ShrinkRefused` naming the claim, and a Warning Event is recorded.
+#[test]
+fn growing_storage_grows_bound_claims_and_a_shrink_is_refused() {
+    use k8s_openapi::api::storage::v1::StorageClass;
+
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("grow").await;
+        let fixed_ns = env.plane.namespace("grow-fixed").await;
+        let classes: Api<StorageClass> = Api::all(client.clone());
+        let (expandable, fixed) = (format!("{ns}-expandable"), format!("{ns}-fixed"));
+        for (class, expand) in [(&expandable, true), (&fixed, false)] {
+            let sc: StorageClass = serde_json::from_value(json!({
+                "metadata": {"name": class},
+                "provisioner": "example.com/none",
+                "allowVolumeExpansion": expand,
+            }))
+            .unwrap();
+            classes.create(&PostParams::default(), &sc).await.unwrap();
+        }
+        let (name, claim) = redis_with_storage_class(&client, &ns, &expandable).await;
+        let (fixed_name, fixed_claim) = redis_with_storage_class(&client, &fixed_ns, &fixed).await;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let fixed_claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &fixed_ns);
+        let resize =
+            |size: &str| json!({"spec": {"redis": {"managed": {"storage": {"size": size}}}}});
+        let volumes = |c: &SockudoCluster| {
+            condition(c, "VolumesResized")
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        };
+
+        patch_cluster(&client, &ns, &name, resize("2Gi")).await;
+        patch_cluster(&client, &fixed_ns, &fixed_name, resize("2Gi")).await;
+        eventually("the bound claim grown to 2Gi", PATIENCE, || async {
+            let c = claims.get(&claim).await.map_err(|e| e.to_string())?;
+            (requested(&c).as_deref() == Some("2Gi"))
+                .then_some(())
+                .ok_or(format!("{:?}", requested(&c)))
+        })
+        .await;
+        let c = wait_cluster(&client, &ns, &name, "VolumesResized True", |c| {
+            observed_current(c) && condition_is(c, "VolumesResized", "True")
+        })
+        .await;
+        assert!(condition_is(&c, "Degraded", "False"), "{}", describe(&c));
+        let events = operator_events(&client, &ns, &name).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("VolumeGrown")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains(&claim) && n.contains("1Gi to 2Gi"))),
+            "{events:#?}"
+        );
+
+        let c = wait_cluster(&client, &fixed_ns, &fixed_name, "ExpansionRefused", |c| {
+            observed_current(c)
+                && volumes(c).is_some_and(|(s, r, _)| s == "False" && r == "ExpansionRefused")
+        })
+        .await;
+        let (_, _, message) = volumes(&c).unwrap();
+        assert!(message.contains(&fixed_claim), "{message}");
+        assert!(
+            message.contains("storageclass that provisions the pvc must support resize"),
+            "{message}"
+        );
+        let kept = fixed_claims.get(&fixed_claim).await.unwrap();
+        assert_eq!(requested(&kept).as_deref(), Some("1Gi"));
+
+        // Shrinking back: refused, the claim keeps 2Gi.
+        patch_cluster(&client, &ns, &name, resize("1Gi")).await;
+        let c = wait_cluster(&client, &ns, &name, "ShrinkRefused", |c| {
+            observed_current(c)
+                && volumes(c).is_some_and(|(s, r, _)| s == "False" && r == "ShrinkRefused")
+        })
+        .await;
+        let (_, _, message) = volumes(&c).unwrap();
+        assert!(
+            message.contains(&format!("{claim} has 2Gi, the spec asks 1Gi")),
+            "{message}"
+        );
+        tokio::time::sleep(SETTLE).await;
+        let kept = claims.get(&claim).await.unwrap();
+        assert_eq!(requested(&kept).as_deref(), Some("2Gi"));
+        let events = operator_events(&client, &ns, &name).await;
+        assert!(
+            events.iter().any(|e| e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("ShrinkRefused")),
+            "{events:#?}"
+        );
+    });
+}

@@ -20,6 +20,13 @@ pub struct Goal {
 }
 
 impl Goal {
+    pub const fn new(masters: usize, replicas_per_master: usize) -> Goal {
+        Goal {
+            masters,
+            replicas_per_master,
+        }
+    }
+
     pub fn shard_size(&self) -> usize {
         1 + self.replicas_per_master
     }
@@ -70,10 +77,7 @@ impl Goal {
 mod tests {
     use super::*;
 
-    const GOAL: Goal = Goal {
-        masters: 3,
-        replicas_per_master: 1,
-    };
+    const GOAL: Goal = Goal::new(3, 1);
 
     #[test]
     fn ranges_cover_every_slot_once() {
@@ -95,10 +99,7 @@ mod tests {
             [0, 0, 1, 1, 2, 2, 3, 3]
         );
         assert_eq!(GOAL.shards_in(8), 4);
-        let no_replicas = Goal {
-            masters: 6,
-            replicas_per_master: 0,
-        };
+        let no_replicas = Goal::new(6, 0);
         assert_eq!(no_replicas.shard_pods(5), 5..6);
     }
 }

@@ -24,8 +24,8 @@ use tracing::{debug, info};
 use super::context::Config;
 use crate::build::names;
 use crate::build::redis::{REDIS_PORT, masters, replicas_per_master};
-use crate::build::redis_cluster_size::{operated, stateful_set_masters};
-use crate::crd::{RedisClusterPhase, RedisClusterStatus, SockudoCluster};
+use crate::build::redis_cluster_size::{operated, stateful_set_pods};
+use crate::crd::{RedisClusterPhase, RedisClusterStatus, SockudoCluster, UnreachablePod};
 
 pub use goal::{Goal, SLOTS};
 pub use nodes::{NodeEntry, NodeView, parse_nodes};
@@ -73,9 +73,9 @@ pub fn status(views: &[NodeView], goal: Goal, action: &Action) -> RedisClusterSt
     };
     // Until the departing nodes are gone from the cluster, the StatefulSet keeps their pods.
     let kept = if drained {
-        goal.masters
+        goal.pods()
     } else {
-        goal.shards_in(views.len()).max(goal.masters)
+        views.len().max(goal.pods())
     };
     RedisClusterStatus {
         phase,
@@ -83,8 +83,36 @@ pub fn status(views: &[NodeView], goal: Goal, action: &Action) -> RedisClusterSt
         replicas: replicas as i32,
         slots_assigned: plan::owned_slots(views).len() as i32,
         slots_to_move: slots_to_move as i32,
-        stateful_set_masters: Some(kept as i32),
+        stateful_set_masters: Some(goal.shards_in(kept) as i32),
+        stateful_set_pods: Some(kept as i32),
+        unreachable: Vec::new(),
         last_step: Some(action.describe()),
+    }
+}
+
+/// The status while some pods do not answer (`failed`: pod and why): `Pending`, nothing done,
+/// and every pod kept, since nothing is known to be drained. A departing pod among them blocks
+/// the drain until it answers, which the `RedisClusterStalled` condition tells a human.
+pub fn unreachable(pods: usize, goal: Goal, failed: &[(usize, String)]) -> Step {
+    let kept = pods.max(goal.pods());
+    let why: Vec<String> = failed.iter().map(|(_, e)| e.clone()).collect();
+    let why = why.join("; ");
+    Step {
+        status: RedisClusterStatus {
+            stateful_set_masters: Some(goal.shards_in(kept) as i32),
+            stateful_set_pods: Some(kept as i32),
+            unreachable: failed
+                .iter()
+                .map(|(p, error)| UnreachablePod {
+                    ordinal: *p as i32,
+                    departing: *p >= goal.pods(),
+                    error: error.clone(),
+                })
+                .collect(),
+            last_step: Some(format!("waiting for nodes: {why}")),
+            ..RedisClusterStatus::default()
+        },
+        action: Action::Wait(why),
     }
 }
 
@@ -122,12 +150,12 @@ pub fn target(
         masters: usize::try_from(masters(&managed)).ok()?.max(1),
         replicas_per_master: usize::try_from(replicas_per_master(&managed)).unwrap_or(0),
     };
-    let kept = usize::try_from(stateful_set_masters(&instance, cluster))
-        .unwrap_or(goal.masters)
-        .max(goal.masters);
+    let kept = usize::try_from(stateful_set_pods(&instance, cluster))
+        .unwrap_or(goal.pods())
+        .max(goal.pods());
     let name = instance.managed_name(cluster);
     let ns = names::namespace(cluster);
-    let in_cluster: Vec<String> = (0..kept * goal.shard_size())
+    let in_cluster: Vec<String> = (0..kept)
         .map(|i| format!("{name}-{i}.{name}.{ns}.svc:{REDIS_PORT}"))
         .collect();
     let overridden = in_cluster
@@ -147,16 +175,20 @@ pub fn target(
     })
 }
 
-/// Observes every node; a node that cannot be reached makes the cluster Pending.
-pub async fn observe_all(nodes: &Nodes) -> Result<Vec<NodeView>, ClusterError> {
+/// Observes every node, each on its own: pod `i`'s view or why it did not answer.
+pub async fn observe_each(nodes: &Nodes) -> Vec<Result<NodeView, ClusterError>> {
     let password = nodes.password.as_deref();
-    let views = futures::future::join_all(nodes.addresses.iter().map(|a| async move {
+    futures::future::join_all(nodes.addresses.iter().map(|a| async move {
         tokio::time::timeout(TIMEOUT * 2, client::observe(a, password))
             .await
             .map_err(|_| ClusterError::Timeout(a.clone()))?
     }))
-    .await;
-    views.into_iter().collect()
+    .await
+}
+
+/// Observes every node; the first that cannot be reached is the error.
+pub async fn observe_all(nodes: &Nodes) -> Result<Vec<NodeView>, ClusterError> {
+    observe_each(nodes).await.into_iter().collect()
 }
 
 /// An observed cluster and the action it calls for, not yet taken.
@@ -188,21 +220,17 @@ impl Step {
 /// than an error, since pods not being up yet is the normal start; `Pending` keeps every pod in
 /// the StatefulSet, since nothing is known to be drained.
 pub async fn next_step(nodes: &Nodes, goal: Goal) -> Step {
-    let views = match observe_all(nodes).await {
-        Ok(v) => v,
-        Err(e) => {
-            debug!(error = %e, "Redis Cluster node not reachable yet");
-            let kept = goal.shards_in(nodes.addresses.len()).max(goal.masters);
-            return Step {
-                status: RedisClusterStatus {
-                    stateful_set_masters: Some(kept as i32),
-                    last_step: Some(format!("waiting for nodes: {e}")),
-                    ..RedisClusterStatus::default()
-                },
-                action: Action::Wait(e.to_string()),
-            };
-        }
-    };
+    let observed = observe_each(nodes).await;
+    let failed: Vec<(usize, String)> = observed
+        .iter()
+        .enumerate()
+        .filter_map(|(p, r)| r.as_ref().err().map(|e| (p, e.to_string())))
+        .collect();
+    if !failed.is_empty() {
+        debug!(?failed, "Redis Cluster nodes not reachable yet");
+        return unreachable(nodes.addresses.len(), goal, &failed);
+    }
+    let views: Vec<NodeView> = observed.into_iter().filter_map(Result::ok).collect();
     let action = plan(&views, goal);
     Step {
         status: status(&views, goal, &action),

@@ -139,10 +139,14 @@ pub fn next(views: &[NodeView], goal: Goal, members: &[usize]) -> Option<Action>
     let recipient = (0..goal.masters)
         .filter(|&k| excess(k) < 0)
         .min_by_key(|&k| (excess(k), k))?;
+    // A shard with slots on two masters (after `replicasPerMaster` grew, or another layout)
+    // gives from the one that is not its master first, so that one empties and can replicate
+    // instead of both shrinking to half and the rest then moving inside the shard.
     let all = goal.shard_pods(donor);
+    let master = shard_master(views, goal, donor);
     let from = (all.start..all.end.min(views.len()))
         .filter(|&p| views[p].owns_slots())
-        .max_by_key(|&p| views[p].slot_count())?;
+        .max_by_key(|&p| (Some(p) != master, views[p].slot_count()))?;
     let Some(to) = shard_master(views, goal, recipient) else {
         return Some(Action::Wait(format!(
             "shard {recipient} has no master to take slots"

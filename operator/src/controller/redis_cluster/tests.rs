@@ -1,5 +1,7 @@
 //! The plan against hand-made views: bootstrap, scale out, scale in, interrupted migrations.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn entry(id: &str, flags: &str, master: Option<&str>, slots: &[(u16, u16)]) -> NodeEntry {
@@ -51,14 +53,8 @@ fn lone(name: &str) -> NodeView {
     }
 }
 
-const GOAL: Goal = Goal {
-    masters: 3,
-    replicas_per_master: 1,
-};
-const FOUR: Goal = Goal {
-    masters: 4,
-    replicas_per_master: 1,
-};
+const GOAL: Goal = Goal::new(3, 1);
+const FOUR: Goal = Goal::new(4, 1);
 
 /// Slots per pod.
 type Owned = Vec<Vec<(u16, u16)>>;
@@ -77,6 +73,42 @@ fn formed() -> (Owned, Vec<Option<usize>>) {
         vec![None, Some(0), None, Some(2), None, Some(4)],
     )
 }
+
+/// A balanced 4-shard cluster: masters on pods 0, 2, 4, 6, each followed by the next pod.
+fn four_shards() -> (Owned, Vec<Option<usize>>) {
+    let own = (0..8)
+        .map(|p| {
+            if p % 2 == 0 {
+                let k = (p / 2) as u16;
+                vec![(k * 4096, k * 4096 + 4095)]
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    (own, (0..8).map(|p| (p % 2 == 1).then(|| p - 1)).collect())
+}
+
+/// 3 masters with even shares on pods 0, 1, 2, and 3 more pods owning nothing.
+fn masters_first() -> Owned {
+    let mut own = vec![vec![(0, 5460)], vec![(5461, 10921)], vec![(10922, 16383)]];
+    own.extend([vec![], vec![], vec![]]);
+    own
+}
+
+/// The one (source, target) pair of a migration batch.
+fn only_pair(action: &Action) -> (usize, usize) {
+    let Action::Migrate { moves, .. } = action else {
+        panic!("no migration: {action:?}")
+    };
+    let pairs: BTreeSet<(usize, usize)> = moves.iter().map(|m| (m.from, m.to)).collect();
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    pairs.into_iter().next().unwrap()
+}
+
+/// Shards of two pods with masters on pods 0, 2, 4 by their own account, pods 3 and 5
+/// attached, pod 1 a master (owning slots or not).
+const ATTACHED: [Option<usize>; 6] = [None, None, None, Some(2), None, Some(4)];
 
 #[test]
 fn fresh_nodes_meet_first() {
@@ -195,6 +227,7 @@ fn replicas_follow_their_shard_master_then_ready() {
     assert_eq!(s.phase, RedisClusterPhase::Ready);
     assert_eq!((s.masters, s.replicas, s.slots_assigned), (3, 3, 16384));
     assert_eq!((s.slots_to_move, s.stateful_set_masters), (0, Some(3)));
+    assert_eq!(s.stateful_set_pods, Some(6));
 }
 
 #[test]
@@ -249,21 +282,12 @@ fn scaling_out_meets_the_new_shard_attaches_its_replica_then_moves_a_batch() {
     let s = status(&v, FOUR, &action);
     assert_eq!(s.phase, RedisClusterPhase::Rebalancing);
     assert_eq!((s.slots_to_move, s.stateful_set_masters), (4096, Some(4)));
+    assert_eq!(s.stateful_set_pods, Some(8));
 }
 
 #[test]
 fn balanced_four_shards_are_ready() {
-    let own: Owned = (0..8)
-        .map(|p| {
-            if p % 2 == 0 {
-                let k = (p / 2) as u16;
-                vec![(k * 4096, k * 4096 + 4095)]
-            } else {
-                vec![]
-            }
-        })
-        .collect();
-    let replicas: Vec<Option<usize>> = (0..8).map(|p| (p % 2 == 1).then(|| p - 1)).collect();
+    let (own, replicas) = four_shards();
     let v = views(&own, &replicas, true);
     assert_eq!(plan(&v, FOUR), Action::None);
 }
@@ -323,17 +347,7 @@ fn a_migration_marker_towards_a_node_no_pod_has_is_cleared() {
 
 #[test]
 fn scaling_in_drains_the_departing_shard_then_resets_and_forgets_it() {
-    let own: Owned = (0..8)
-        .map(|p| {
-            if p % 2 == 0 {
-                let k = (p / 2) as u16;
-                vec![(k * 4096, k * 4096 + 4095)]
-            } else {
-                vec![]
-            }
-        })
-        .collect();
-    let replicas: Vec<Option<usize>> = (0..8).map(|p| (p % 2 == 1).then(|| p - 1)).collect();
+    let (own, replicas) = four_shards();
     let v = views(&own, &replicas, true);
     let action = plan(&v, GOAL);
     let Action::Migrate { moves, .. } = &action else {
@@ -428,14 +442,7 @@ fn a_slot_assigned_out_of_plan_is_moved_back_by_migration() {
 #[test]
 fn a_cluster_formed_masters_first_converges_to_shards() {
     // The previous layout: masters on pods 0, 1, 2 and pods 3, 4, 5 replicating them.
-    let own = vec![
-        vec![(0, 5460)],
-        vec![(5461, 10921)],
-        vec![(10922, 16383)],
-        vec![],
-        vec![],
-        vec![],
-    ];
+    let own = masters_first();
     let v = views(&own, &[None, None, None, Some(0), Some(1), Some(2)], true);
     // Shard 2 (pods 4 and 5) has no master: its primary becomes one.
     assert_eq!(plan(&v, GOAL), Action::Promote { pod: 4 });
@@ -449,12 +456,9 @@ fn a_cluster_formed_masters_first_converges_to_shards() {
             master_id: "id2".into()
         }
     );
-    let v = views(&own, &[None, None, None, Some(2), None, Some(4)], true);
-    let Action::Migrate { moves, .. } = plan(&v, GOAL) else {
-        panic!()
-    };
+    let v = views(&own, &ATTACHED, true);
     // Shard 0 holds two masters' slots: the extra goes to shard 2, the one most under quota.
-    assert!(moves.iter().all(|m| (m.from, m.to) == (1, 4)));
+    assert_eq!(only_pair(&plan(&v, GOAL)), (1, 4));
 }
 
 #[test]
@@ -467,10 +471,156 @@ fn a_balanced_shard_with_two_slot_owners_gathers_them_on_its_master() {
         vec![(10922, 16383)],
         vec![],
     ];
-    let v = views(&own, &[None, None, None, Some(2), None, Some(4)], true);
-    let Action::Migrate { moves, .. } = plan(&v, GOAL) else {
-        panic!()
+    let v = views(&own, &ATTACHED, true);
+    let action = plan(&v, GOAL);
+    assert_eq!(only_pair(&action), (1, 0));
+    let Action::Migrate { moves, .. } = action else {
+        unreachable!()
     };
-    assert!(moves.iter().all(|m| (m.from, m.to) == (1, 0)));
     assert_eq!(moves[0].slot, 5001);
+}
+
+/// Phase, slots to move, pods the StatefulSet keeps.
+fn progress(s: &RedisClusterStatus) -> (RedisClusterPhase, i32, Option<i32>) {
+    (s.phase, s.slots_to_move, s.stateful_set_pods)
+}
+
+const NO_REPLICAS: Goal = Goal::new(3, 0);
+
+#[test]
+fn fewer_replicas_per_master_regroups_the_pods_and_drains_the_last_ones() {
+    // 3 masters with 1 replica each -> without replicas: pods 0, 1, 2 are the shards now, pods
+    // 3, 4, 5 depart. Pod 1 replicates pod 0: it becomes the master of its own shard first.
+    let (own, replicas) = formed();
+    let v = views(&own, &replicas, true);
+    let action = plan(&v, NO_REPLICAS);
+    assert_eq!(action, Action::Promote { pod: 1 });
+    let s = status(&v, NO_REPLICAS, &action);
+    assert_eq!(s.phase, RedisClusterPhase::Draining);
+    assert_eq!(
+        (s.stateful_set_pods, s.stateful_set_masters),
+        (Some(6), Some(6)),
+        "every pod is kept: 6 shards of one pod"
+    );
+
+    // Promoted (an empty master, met again): the departing pod 4 gives its slots to pod 1.
+    let v = views(&own, &ATTACHED, true);
+    let action = plan(&v, NO_REPLICAS);
+    assert_eq!(only_pair(&action), (4, 1));
+    assert_eq!(
+        progress(&status(&v, NO_REPLICAS, &action)),
+        (RedisClusterPhase::Draining, 5462, Some(6))
+    );
+
+    // Moved: every departing pod (pod 4 now a replica of a slot's new owner) is reset.
+    let moved = vec![
+        vec![(0, 5460)],
+        vec![(10922, 16382)],
+        vec![(5461, 10921), (16383, 16383)],
+        vec![],
+        vec![],
+        vec![],
+    ];
+    let v = views(&moved, &[None, None, None, Some(2), Some(2), Some(2)], true);
+    assert_eq!(
+        plan(&v, NO_REPLICAS),
+        Action::Reset {
+            pods: vec![3, 4, 5]
+        }
+    );
+    // Reset and forgotten: 3 pods.
+    let v = views(&moved[..3], &[None; 3], true);
+    let s = status(&v, NO_REPLICAS, &plan(&v, NO_REPLICAS));
+    assert_eq!(s.phase, RedisClusterPhase::Ready);
+    assert_eq!(
+        (s.stateful_set_pods, s.masters, s.replicas),
+        (Some(3), 3, 0)
+    );
+}
+
+#[test]
+fn more_replicas_per_master_attaches_the_new_pods_and_empties_the_second_master() {
+    // 3 masters without replicas -> 1 replica each: shards are pods 0-1, 2-3, 4-5. Pods 3, 4, 5
+    // are new; pod 1 is a master in shard 0.
+    let own = masters_first();
+    let v = views(&own, &[None; 6], true);
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Replicate {
+            pod: 3,
+            master_pod: 2,
+            master_id: "id2".into()
+        }
+    );
+    let v = views(&own, &ATTACHED, true);
+    let action = plan(&v, GOAL);
+    // Shard 0's second master gives (not its master, pod 0), to the empty shard 2.
+    assert_eq!(only_pair(&action), (1, 4));
+    let Action::Migrate { moves, .. } = &action else {
+        unreachable!()
+    };
+    assert_eq!(moves.last().unwrap().slot, 10921);
+    assert_eq!(
+        progress(&status(&v, GOAL, &action)),
+        (RedisClusterPhase::Rebalancing, 5462, Some(6))
+    );
+
+    // Half way, pod 1 still gives: pod 0 keeps its range.
+    let half = vec![
+        vec![(0, 5460)],
+        vec![(5461, 8000)],
+        vec![(10922, 16383)],
+        vec![],
+        vec![(8001, 10921)],
+        vec![],
+    ];
+    let v = views(&half, &ATTACHED, true);
+    assert_eq!(only_pair(&plan(&v, GOAL)), (1, 4));
+
+    // Emptied, pod 1 followed the new owner of its last slot: it goes back to its shard.
+    let done = vec![
+        vec![(0, 5460)],
+        vec![],
+        vec![(10922, 16383)],
+        vec![],
+        vec![(5461, 10921)],
+        vec![],
+    ];
+    let v = views(&done, &[None, Some(4), None, Some(2), None, Some(4)], true);
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Replicate {
+            pod: 1,
+            master_pod: 0,
+            master_id: "id0".into()
+        }
+    );
+}
+
+#[test]
+fn a_departing_pod_that_does_not_answer_is_named_and_every_pod_kept() {
+    let failed = vec![(
+        7,
+        "Redis node pod-7:6379 did not answer in time".to_string(),
+    )];
+    let step = unreachable(8, GOAL, &failed);
+    assert!(matches!(step.action, Action::Wait(_)));
+    let s = step.status;
+    assert_eq!(s.phase, RedisClusterPhase::Pending);
+    assert_eq!(
+        (s.stateful_set_pods, s.stateful_set_masters),
+        (Some(8), Some(4))
+    );
+    assert_eq!(
+        s.unreachable,
+        [crate::crd::UnreachablePod {
+            ordinal: 7,
+            departing: true,
+            error: failed[0].1.clone(),
+        }]
+    );
+    // A pod of the goal is not departing.
+    let s = unreachable(6, GOAL, &[(2, "x".into())]).status;
+    assert!(!s.unreachable[0].departing);
+    assert_eq!(s.stateful_set_pods, Some(6));
 }
