@@ -125,6 +125,26 @@ pub fn validate(spec: &SockudoClusterSpec) -> Vec<Invalid> {
     {
         fail("spec.nats", rules::NATS_RULES[0]);
     }
+    if let Some(secret) = spec
+        .nats
+        .as_ref()
+        .and_then(|n| n.external.as_ref())
+        .and_then(|e| e.secret_ref.as_ref())
+    {
+        let path = "spec.nats.external";
+        let user = secret.username_key.is_some();
+        let password = secret.password_key.is_some();
+        let token = secret.token_key.is_some();
+        if token && (user || password) {
+            fail(path, rules::NATS_TOKEN_ALONE);
+        }
+        if secret.credentials_key.is_some() && (user || password || token) {
+            fail(path, rules::NATS_CREDENTIALS_ALONE);
+        }
+        if password && !user {
+            fail(path, rules::NATS_PASSWORD_NEEDS_USERNAME);
+        }
+    }
 
     // The schema's digest pattern, for clients that bypass it.
     let managed_nats = spec.nats.as_ref().and_then(|n| n.managed.as_ref());

@@ -77,10 +77,44 @@ pub async fn connect_options(
     Ok(opts)
 }
 
-/// A connection error with its cause (the error's own text is only its kind).
-pub fn describe(e: &async_nats::ConnectError) -> String {
-    match std::error::Error::source(e) {
-        Some(source) => format!("{e}: {source}"),
-        None => e.to_string(),
+/// Which configured credentials a connection presents, as ` (credentials from ...)`: the
+/// server's "authorization violation" does not say which secret it refused. Empty without any.
+pub fn credentials_hint(n: &NatsConfig) -> String {
+    let mut used = Vec::new();
+    if let Some(path) = &n.credentials_file {
+        used.push(format!("nats.credentials_file {path}"));
+    }
+    if let Some(user) = &n.username {
+        used.push(format!("nats.username {user}"));
+    }
+    match (&n.token, &n.token_file) {
+        (_, Some(path)) => used.push(format!("nats.token_file {path}")),
+        (Some(_), None) => used.push("nats.token".into()),
+        (None, None) => {}
+    }
+    if used.is_empty() {
+        return String::new();
+    }
+    format!(" (credentials from {})", used.join(", "))
+}
+
+/// A connection error with its causes (each added once: the client's error already shows its
+/// direct source, not always the deeper ones, e.g. which certificate check failed) and, when
+/// the server refused the credentials, which ones.
+pub fn describe(e: &async_nats::ConnectError, n: &NatsConfig) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    match e.kind() {
+        async_nats::ConnectErrorKind::AuthorizationViolation => {
+            format!("{text}{}", credentials_hint(n))
+        }
+        _ => text,
     }
 }

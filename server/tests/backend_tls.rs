@@ -1,9 +1,10 @@
 //! TLS and credentials to real backends, the same for every consumer: the redis / redis-cluster
 //! adapters, the cache, the rate limiter and delta coordination over `database.redis*` with a
 //! throwaway CA (redis-server `--tls-port`), password and ACL-user protected Redis, and the nats
-//! adapter and NATS KV coordinator over TLS with user/password or a token. A wrong CA or wrong
-//! credentials never panic and never fall back to local mode: the node starts, readiness names
-//! the problem, publishes answer 503.
+//! adapter and NATS KV coordinator over TLS with user/password, a token, or a `.creds` file
+//! against an operator-mode (JWT) nats-server. Password / ACL-user protected Redis Cluster too.
+//! A wrong CA or wrong credentials never panic and never fall back to local mode: the node
+//! starts, readiness names the problem, publishes answer 503.
 
 mod common;
 
@@ -20,7 +21,8 @@ use sockudo_server::delta::coordinator::nats::NatsCoordinator;
 use sockudo_server::delta::coordinator::redis::RedisCoordinator;
 use sockudo_server::delta::{Coordinator, StreamKey};
 use sockudo_test_backends::{
-    ClientAuth, NatsAuth, NatsServer, NatsSetup, RedisCluster, RedisServer, RedisSetup, TestCa,
+    ClientAuth, NatsAuth, NatsOperator, NatsServer, NatsSetup, RedisCluster, RedisServer,
+    RedisSetup, TestCa,
 };
 
 use common::fleet::{Backend, Node};
@@ -76,6 +78,22 @@ fn standalone(r: &RedisServer, tls: Option<TlsConfig>) -> RedisConnection {
         port: Some(r.port),
         tls,
         ..RedisConnection::default()
+    }
+}
+
+/// Every node of `cluster` as a seed, with `tls`.
+fn cluster_section(cluster: &RedisCluster, tls: Option<TlsConfig>) -> RedisClusterConnection {
+    RedisClusterConnection {
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| ClusterNode::HostPort {
+                host: "127.0.0.1".into(),
+                port: n.port,
+            })
+            .collect(),
+        tls,
+        ..RedisClusterConnection::default()
     }
 }
 
@@ -138,9 +156,7 @@ async fn cache_and_limiter_shared(nodes: &[RunningServer]) {
 
     let mut last = None;
     for n in nodes.iter().cycle().take(4) {
-        let api = Api::new(n);
-        let url = api.signed_url("GET", &format!("/apps/{APP_ID}/channels"), &[], b"", now());
-        let r = api.http.get(url).send().await.unwrap();
+        let r = list_channels(n).await;
         assert_eq!(r.status(), 200);
         let left: u64 = r.headers()["x-ratelimit-remaining"]
             .to_str()
@@ -151,6 +167,23 @@ async fn cache_and_limiter_shared(nodes: &[RunningServer]) {
             assert_eq!(left, prev - 1, "one count across nodes");
         }
         last = Some(left);
+    }
+}
+
+/// A signed `GET /apps/{id}/channels`: an API request the limiter counts.
+async fn list_channels(node: &RunningServer) -> reqwest::Response {
+    let api = Api::new(node);
+    let url = api.signed_url("GET", &format!("/apps/{APP_ID}/channels"), &[], b"", now());
+    api.http.get(url).send().await.unwrap()
+}
+
+/// Nodes whose limiter allows `limit` API requests (keys under their own prefix): requests
+/// alternating between them are refused once `limit` passed in total, on whichever node.
+async fn limit_hit_across(nodes: &[RunningServer], limit: usize) {
+    for (i, n) in nodes.iter().cycle().take(limit + 2).enumerate() {
+        let r = list_channels(n).await;
+        let want = if i < limit { 200 } else { 429 };
+        assert_eq!(r.status(), want, "request {i} of a shared limit of {limit}");
     }
 }
 
@@ -253,18 +286,7 @@ async fn redis_cluster_over_tls_for_every_consumer() {
         })
         .await
     };
-    let section = RedisClusterConnection {
-        nodes: cluster
-            .nodes
-            .iter()
-            .map(|n| ClusterNode::HostPort {
-                host: "127.0.0.1".into(),
-                port: n.port,
-            })
-            .collect(),
-        tls: Some(tls_with(&ca)),
-        ..RedisClusterConnection::default()
-    };
+    let section = cluster_section(&cluster, Some(tls_with(&ca)));
     let mut nodes = Vec::new();
     for name in ["ctls-a", "ctls-b"] {
         let mut c = redis_everything(name, AdapterDriver::RedisCluster);
@@ -391,6 +413,165 @@ async fn redis_with_password_and_acl_user() {
     assert_eq!(s, 503);
 }
 
+/// The cluster twin of `redis_wrong_ca_is_reported`: the cluster client's connections to every
+/// seed fail the handshake; every Redis consumer is degraded with the certificate error and a
+/// publish is refused (503), never delivered locally only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_wrong_ca_is_reported() {
+    let good = ca("sockudo-cluster-good-ca");
+    let wrong = ca("sockudo-cluster-wrong-ca");
+    let cluster = {
+        let good = good.clone();
+        blocking(move || {
+            RedisCluster::start_with(3, 0, RedisSetup::tls(&good, ClientAuth::No)).unwrap()
+        })
+        .await
+    };
+    let section = cluster_section(&cluster, Some(tls_with(&wrong)));
+    let mut c = redis_everything("cluster-wrong-ca", AdapterDriver::RedisCluster);
+    c.database.redis_cluster = Some(section.clone());
+    c.delta_compression.enabled = true;
+    c.delta_compression.cluster_coordination = true;
+    let server = start(c).await;
+    let body = wait_ready(&server, "every Redis Cluster consumer degraded", |b| {
+        ["adapter", "cache", "rate_limiter"]
+            .iter()
+            .all(|k| b["backends"][k]["status"] == "degraded")
+    })
+    .await;
+    assert_eq!(body["status"], "degraded");
+    for backend in ["adapter", "cache", "rate_limiter"] {
+        let e = backend_error(&body, backend);
+        assert!(
+            e.contains("certificate") || e.contains("unknownissuer"),
+            "{backend}: {body}"
+        );
+    }
+    let (s, reply) = Api::new(&server).trigger("news", "ev", "x").await;
+    assert_eq!(s, 503, "{reply}");
+    let coordinator = RedisCoordinator::connect(
+        &RedisTarget::Cluster(section),
+        "cwrong",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let key = StreamKey {
+        app_id: "1",
+        channel: "c",
+        conflation_key: None,
+    };
+    let e = coordinator.next_seq(key).await.unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}
+
+/// A Redis Cluster whose every node has `requirepass`/`masterauth` and an ACL user: the
+/// redis-cluster adapter, cache, limiter and delta coordinator authenticate with
+/// `username`/`password` (inline) or `password_file` (default user); a wrong password is
+/// reported by every consumer and publishes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_with_password_and_acl_user() {
+    let cluster = blocking(|| {
+        RedisCluster::start_with(
+            3,
+            0,
+            RedisSetup {
+                password: Some("default-secret".into()),
+                user: Some(("sockudo".into(), "user-secret".into())),
+                ..RedisSetup::default()
+            },
+        )
+        .unwrap()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("redis-password");
+    std::fs::write(&pw_file, "default-secret\n").unwrap();
+    let acl = RedisClusterConnection {
+        username: Some("sockudo".into()),
+        password: Some("user-secret".into()),
+        ..cluster_section(&cluster, None)
+    };
+    let file = RedisClusterConnection {
+        password_file: Some(pw_file.display().to_string()),
+        ..cluster_section(&cluster, None)
+    };
+    let configure = |name: &str, section: &RedisClusterConnection| {
+        let mut c = redis_everything(name, AdapterDriver::RedisCluster);
+        c.database.redis_cluster = Some(section.clone());
+        c
+    };
+    let nodes = [
+        start(configure("cpw-a", &acl)).await,
+        start(configure("cpw-b", &file)).await,
+    ];
+    for n in &nodes {
+        all_ok(n).await;
+    }
+    delivery_across(&nodes).await;
+    cache_and_limiter_shared(&nodes).await;
+    let coordinator = RedisCoordinator::connect(
+        &RedisTarget::Cluster(acl.clone()),
+        "cpw",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    next_seq_twice(&coordinator).await;
+
+    // A small limit, counted in the cluster: hit whichever node serves the request.
+    const LIMIT: usize = 3;
+    let mut limited = Vec::new();
+    for (name, section) in [("cpw-lim-a", &acl), ("cpw-lim-b", &file)] {
+        let mut c = configure(name, section);
+        c.rate_limiter.redis.prefix = Some("cpw-limit:".into());
+        c.rate_limiter.api_rate_limit.max_requests = LIMIT as u64;
+        limited.push(start(c).await);
+    }
+    for n in &limited {
+        all_ok(n).await;
+    }
+    limit_hit_across(&limited, LIMIT).await;
+
+    let wrong = RedisClusterConnection {
+        password: Some("not-it".into()),
+        ..acl.clone()
+    };
+    let server = start(configure("cpw-wrong", &wrong)).await;
+    let body = wait_ready(&server, "wrong cluster password degraded", |b| {
+        ["adapter", "cache", "rate_limiter"]
+            .iter()
+            .all(|k| b["backends"][k]["status"] == "degraded")
+    })
+    .await;
+    for backend in ["adapter", "cache", "rate_limiter"] {
+        let e = backend_error(&body, backend);
+        assert!(
+            e.contains("wrongpass") || e.contains("password"),
+            "{backend}: {body}"
+        );
+    }
+    let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
+    assert_eq!(s, 503);
+    let coordinator = RedisCoordinator::connect(
+        &RedisTarget::Cluster(wrong),
+        "cpw-wrong",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let key = StreamKey {
+        app_id: "1",
+        channel: "c",
+        conflation_key: None,
+    };
+    let e = coordinator.next_seq(key).await.unwrap_err().to_string();
+    assert!(
+        e.to_lowercase().contains("wrongpass") || e.to_lowercase().contains("password"),
+        "{e}"
+    );
+}
+
 /// The same through the binary: `sockudo` processes whose config file carries the `tls` block,
 /// on a TLS-only Redis and a TLS-only 3-master cluster, with delta coordination on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,6 +692,10 @@ async fn nats_over_tls_with_user_password() {
     })
     .await;
     assert_eq!(body["status"], "degraded");
+    assert!(
+        backend_error(&body, "adapter").contains("credentials from nats.username sockudo"),
+        "names the refused credentials: {body}"
+    );
     let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
     assert_eq!(s, 503);
     let kv = NatsCoordinator::new(wrong, "tlswrong", Duration::from_secs(60));
@@ -626,4 +811,102 @@ async fn nats_with_token() {
     })
     .await;
     assert_eq!(body["status"], "degraded");
+    assert!(
+        backend_error(&body, "adapter").contains("credentials from nats.token"),
+        "{body}"
+    );
+}
+
+/// Operator mode (decentralized JWT auth): the node's `.creds` file (`nats.credentials_file`)
+/// holds a user JWT issued by an account the server trusts through its operator, and the nkey
+/// seed that signs the server's nonce. The account's JWT enables JetStream, so the KV delta
+/// coordinator works too. Creds issued under another operator are refused and reported; a
+/// missing or malformed file fails startup naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_operator_mode_with_creds_file() {
+    let operator = NatsOperator::generate("sockudo-test").unwrap_or_else(|e| panic!("{e}"));
+    let nats = {
+        let operator = operator.clone();
+        blocking(move || {
+            NatsServer::start_with(NatsSetup {
+                auth: Some(NatsAuth::Operator(Box::new(operator))),
+                ..NatsSetup::default()
+            })
+            .unwrap()
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let with_creds = |path: &str| NatsConfig {
+        credentials_file: Some(path.to_string()),
+        ..nats_section(&nats)
+    };
+    let creds_a = write("a.creds", &operator.user_creds("sockudo-a").unwrap());
+    let creds_b = write("b.creds", &operator.user_creds("sockudo-b").unwrap());
+    let nodes = [
+        start(nats_node("creds-a", &with_creds(&creds_a))).await,
+        start(nats_node("creds-b", &with_creds(&creds_b))).await,
+    ];
+    for n in &nodes {
+        all_ok(n).await;
+    }
+    delivery_across(&nodes).await;
+    // KV needs JetStream in the account: without limits in its JWT this fails with
+    // "JetStream not enabled for account".
+    next_seq_twice(&NatsCoordinator::new(
+        with_creds(&creds_a),
+        "creds",
+        Duration::from_secs(60),
+    ))
+    .await;
+
+    // A user of another operator's account: the server does not know the account.
+    let stranger = NatsOperator::generate("stranger").unwrap();
+    let foreign = write("foreign.creds", &stranger.user_creds("intruder").unwrap());
+    let server = start(nats_node("creds-foreign", &with_creds(&foreign))).await;
+    let body = wait_ready(&server, "foreign creds reported", |b| {
+        backend_error(b, "adapter").contains("authorization")
+    })
+    .await;
+    assert_eq!(body["status"], "degraded");
+    assert!(
+        backend_error(&body, "adapter").contains(&foreign.to_lowercase()),
+        "names the creds file: {body}"
+    );
+    let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
+    assert_eq!(s, 503);
+    let key = StreamKey {
+        app_id: "1",
+        channel: "c",
+        conflation_key: None,
+    };
+    let kv = NatsCoordinator::new(with_creds(&foreign), "foreign", Duration::from_secs(60));
+    let e = kv.next_seq(key).await.unwrap_err().to_string();
+    assert!(
+        e.to_lowercase().contains("authorization") && e.contains(&foreign),
+        "{e}"
+    );
+
+    // A missing file and one that is not a creds file: configuration errors, found at startup.
+    let missing = dir.path().join("missing.creds").display().to_string();
+    let garbage = write("garbage.creds", "not a creds file\n");
+    for path in [&missing, &garbage] {
+        let e = sockudo_server::start(nats_node("creds-bad", &with_creds(path)), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{path}: the node must not start"))
+            .to_string();
+        assert!(
+            e.contains("nats.credentials_file") && e.contains(path.as_str()),
+            "{e}"
+        );
+        let kv = NatsCoordinator::new(with_creds(path), "bad", Duration::from_secs(60));
+        let e = kv.next_seq(key).await.unwrap_err().to_string();
+        assert!(e.contains(path.as_str()), "{e}");
+    }
 }

@@ -191,11 +191,13 @@ pub struct ManagedNats {
 /// A NATS cluster run elsewhere.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = rules::nats_external_rules_json()))]
 pub struct ExternalNats {
     /// Server URLs, e.g. `nats://nats.example:4222`.
     #[schemars(length(min = 1))]
     pub servers: Vec<String>,
-    /// The Secret with the credentials (username/password, token or a `.creds` file).
+    /// The Secret with the credentials, in one mode: `usernameKey` (+ `passwordKey`), `tokenKey`,
+    /// or `credentialsKey` (a `.creds` file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<BackendSecretRef>,
     /// TLS to the servers.

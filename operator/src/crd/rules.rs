@@ -160,6 +160,30 @@ pub const NATS_RULES: &[CelRule] = &[CelRule {
     message: "set exactly one of managed or external",
 }];
 
+/// An external NATS's `secretRef` in one credentials mode, as the server config requires: NATS
+/// takes user and password, a token, or a `.creds` file, and the client would send them all.
+pub const NATS_TOKEN_ALONE: CelRule = CelRule {
+    rule: "!has(self.secretRef) || !has(self.secretRef.tokenKey) || (!has(self.secretRef.usernameKey) && !has(self.secretRef.passwordKey))",
+    message: "secretRef.tokenKey cannot be combined with usernameKey or passwordKey: NATS takes one credentials mode",
+};
+
+pub const NATS_CREDENTIALS_ALONE: CelRule = CelRule {
+    rule: "!has(self.secretRef) || !has(self.secretRef.credentialsKey) || (!has(self.secretRef.usernameKey) && !has(self.secretRef.passwordKey) && !has(self.secretRef.tokenKey))",
+    message: "secretRef.credentialsKey cannot be combined with usernameKey, passwordKey or tokenKey: NATS takes one credentials mode",
+};
+
+pub const NATS_PASSWORD_NEEDS_USERNAME: CelRule = CelRule {
+    rule: "!has(self.secretRef) || !has(self.secretRef.passwordKey) || has(self.secretRef.usernameKey)",
+    message: "secretRef.passwordKey needs usernameKey: NATS password authentication takes both",
+};
+
+/// Rules on `spec.nats.external`.
+pub const NATS_EXTERNAL_RULES: &[CelRule] = &[
+    NATS_TOKEN_ALONE,
+    NATS_CREDENTIALS_ALONE,
+    NATS_PASSWORD_NEEDS_USERNAME,
+];
+
 fn to_json(rules: &[CelRule]) -> Value {
     Value::Array(
         rules
@@ -179,4 +203,8 @@ pub fn redis_rules_json() -> Value {
 
 pub fn nats_rules_json() -> Value {
     to_json(NATS_RULES)
+}
+
+pub fn nats_external_rules_json() -> Value {
+    to_json(NATS_EXTERNAL_RULES)
 }

@@ -4,6 +4,8 @@
 
 use kube::core::cel::Validator;
 use serde_json::{Value, json};
+use sockudo_operator::build::server_config::render;
+use sockudo_operator::build::{Capabilities, Inputs, SecretData};
 use sockudo_operator::crd::SockudoCluster;
 use sockudo_operator::crd::generate::open_api_schema;
 use sockudo_operator::validate::validate;
@@ -46,6 +48,16 @@ fn rust_messages(doc: &Value) -> Vec<String> {
         .collect();
     messages.sort();
     messages
+}
+
+/// A NATS adapter on an external NATS whose `secretRef` has `keys`.
+fn nats_secret(keys: Value) -> Value {
+    let mut secret = json!({"name": "nats-credentials"});
+    for (k, v) in keys.as_object().unwrap() {
+        secret[k] = v.clone();
+    }
+    json!({"replicas": 2, "adapter": {"driver": "nats"},
+           "nats": {"external": {"servers": ["nats://a:4222"], "secretRef": secret}}})
 }
 
 /// (what, spec patch, number of broken rules)
@@ -174,6 +186,56 @@ fn cases() -> Vec<(&'static str, Value, usize)> {
             1,
         ),
         (
+            "nats external with user and password",
+            nats_secret(json!({"usernameKey": "u", "passwordKey": "p"})),
+            0,
+        ),
+        (
+            "nats external with only a user",
+            nats_secret(json!({"usernameKey": "u"})),
+            0,
+        ),
+        (
+            "nats external with a token",
+            nats_secret(json!({"tokenKey": "t"})),
+            0,
+        ),
+        (
+            "nats external with a .creds file",
+            nats_secret(json!({"credentialsKey": "c"})),
+            0,
+        ),
+        (
+            "nats external secret without keys",
+            nats_secret(json!({})),
+            0,
+        ),
+        (
+            "nats token and user",
+            nats_secret(json!({"tokenKey": "t", "usernameKey": "u"})),
+            1,
+        ),
+        (
+            "nats token and password without user",
+            nats_secret(json!({"tokenKey": "t", "passwordKey": "p"})),
+            2,
+        ),
+        (
+            "nats .creds and user and password",
+            nats_secret(json!({"credentialsKey": "c", "usernameKey": "u", "passwordKey": "p"})),
+            1,
+        ),
+        (
+            "nats .creds and token",
+            nats_secret(json!({"credentialsKey": "c", "tokenKey": "t"})),
+            1,
+        ),
+        (
+            "nats password without user",
+            nats_secret(json!({"passwordKey": "p"})),
+            1,
+        ),
+        (
             "autoscaling min above max",
             json!({"replicas": 3, "adapter": {"driver": "nats"}, "nats": {"managed": {}},
                    "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
@@ -203,4 +265,59 @@ fn messages_are_clear() {
     let doc = with(json!({"replicas": 3}));
     let messages = cel_messages(&doc);
     assert!(messages[0].contains("replicas > 1"), "{messages:?}");
+}
+
+/// The CRD's NATS credentials rules and the server config's agree: every `secretRef` the CRD
+/// accepts renders a server config that validates, and every one it refuses would render a
+/// config the server refuses (so a cluster without CEL still never starts half-authenticated).
+#[test]
+fn nats_secret_rules_match_the_server_config() {
+    let keys = ["usernameKey", "passwordKey", "tokenKey", "credentialsKey"];
+    let data: SecretData = ["u", "p", "t", "c"]
+        .iter()
+        .map(|k| (k.to_string(), format!("value-{k}").into_bytes()))
+        .collect();
+    let secrets = [("nats-credentials".to_string(), data)].into();
+    let generated = Default::default();
+    let mut accepted = Vec::new();
+    // Every subset of the four keys.
+    for mask in 0..16u8 {
+        let mut set = serde_json::Map::new();
+        for (i, key) in keys.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                set.insert(key.to_string(), json!(&key[..1]));
+            }
+        }
+        let doc = with(nats_secret(Value::Object(set.clone())));
+        let cel = cel_messages(&doc);
+        assert_eq!(cel, rust_messages(&doc), "{set:?}: CEL and Rust disagree");
+        let cluster: SockudoCluster = serde_json::from_value(doc).unwrap();
+        let config = render(&Inputs {
+            cluster: &cluster,
+            secrets: &secrets,
+            generated: &generated,
+            capabilities: Capabilities::ALL,
+        });
+        let server = config.validate();
+        assert_eq!(
+            cel.is_empty(),
+            server.is_empty(),
+            "{set:?}: CRD says {cel:?}, server config says {server:?}"
+        );
+        if cel.is_empty() {
+            accepted.push(set.keys().cloned().collect::<Vec<_>>().join("+"));
+        }
+    }
+    // No keys, a user, user + password, a token, a .creds file.
+    assert_eq!(
+        accepted,
+        [
+            "",
+            "usernameKey",
+            "passwordKey+usernameKey",
+            "tokenKey",
+            "credentialsKey"
+        ],
+        "accepted modes"
+    );
 }

@@ -259,4 +259,59 @@ mod tests {
         let err = apply_env(&mut c, env(&[("SOCKUDO_DEFAULT_APP_ID", "1")])).unwrap_err();
         assert!(err.to_string().contains("all three"), "{err}");
     }
+
+    /// NATS variables replace the file's secret of the same kind, so the result stays one
+    /// credentials mode; a variable that adds a second mode is refused by validation, not merged.
+    #[test]
+    fn nats_overrides_stay_one_mode() {
+        let file = |nats: &str| {
+            crate::load::parse_str(
+                &format!(r#"{{"adapter":{{"driver":"nats"}},"nats":{{{nats}}}}}"#),
+                crate::load::Format::Json,
+            )
+            .unwrap()
+        };
+        let valid = [
+            (r#""token_file":"/run/t""#, vec![("NATS_TOKEN", "t")]),
+            (
+                r#""username":"u","password_file":"/run/p""#,
+                vec![("NATS_PASSWORD", "p")],
+            ),
+            ("", vec![("NATS_USERNAME", "u"), ("NATS_PASSWORD", "p")]),
+            (
+                r#""username":"file-user""#,
+                vec![("NATS_USERNAME", "u"), ("NATS_PASSWORD", "p")],
+            ),
+        ];
+        for (nats, vars) in valid {
+            let mut c = file(nats);
+            apply_env(&mut c, env(&vars)).unwrap();
+            assert_eq!(c.validate(), Vec::<String>::new(), "{nats} + {vars:?}");
+        }
+        let mut c = file(r#""token_file":"/run/t""#);
+        apply_env(&mut c, env(&[("NATS_TOKEN", "t")])).unwrap();
+        assert_eq!(c.nats.token.as_deref(), Some("t"));
+        assert_eq!(c.nats.token_file, None);
+
+        let refused = [
+            (
+                r#""credentials_file":"/run/c""#,
+                vec![("NATS_TOKEN", "t")],
+                "nats.credentials_file",
+            ),
+            (
+                r#""username":"u","password":"p""#,
+                vec![("NATS_TOKEN", "t")],
+                "nats.token",
+            ),
+            ("", vec![("NATS_PASSWORD", "p")], "nats.username"),
+        ];
+        for (nats, vars, key) in refused {
+            let mut c = file(nats);
+            apply_env(&mut c, env(&vars)).unwrap();
+            let e = c.validate();
+            assert_eq!(e.len(), 1, "{nats} + {vars:?}: {e:?}");
+            assert!(e[0].contains(key), "{e:?}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::backends::RedisConnection;
+use crate::backends::{NatsConfig, RedisConnection};
 use crate::drivers::{AdapterDriver, CacheDriver, RateLimit, RateLimiterDriver};
 use crate::server::ServerConfig;
 
@@ -22,6 +22,45 @@ fn check_connection(errors: &mut Vec<String>, key: &str, conn: &RedisConnection)
         errors.push(format!(
             "`{key}.password` and `{key}.password_file` are both set; use one"
         ));
+    }
+}
+
+/// NATS takes one credentials mode: user and password, a token, or a `.creds` file. The client
+/// would otherwise send all of them, and the server's refusal would not say which one it used.
+fn check_nats_credentials(errors: &mut Vec<String>, n: &NatsConfig) {
+    let set = |name: &'static str, v: &Option<String>| v.as_ref().map(|_| name);
+    let password =
+        set("nats.password", &n.password).or(set("nats.password_file", &n.password_file));
+    let token = set("nats.token", &n.token).or(set("nats.token_file", &n.token_file));
+    let username = set("nats.username", &n.username);
+    if n.password.is_some() && n.password_file.is_some() {
+        errors.push("`nats.password` and `nats.password_file` are both set; use one".into());
+    }
+    if n.token.is_some() && n.token_file.is_some() {
+        errors.push("`nats.token` and `nats.token_file` are both set; use one".into());
+    }
+    if let (Some(p), None) = (password, username) {
+        errors.push(format!(
+            "`{p}` is set without `nats.username`: NATS password authentication needs both"
+        ));
+    }
+    let user_keys: Vec<&str> = [username, password].into_iter().flatten().collect();
+    if let Some(t) = token
+        && !user_keys.is_empty()
+    {
+        errors.push(format!(
+            "`{t}` and `{}` are both set: NATS takes one credentials mode (a token, or username and password)",
+            user_keys.join("`, `")
+        ));
+    }
+    if n.credentials_file.is_some() {
+        let others: Vec<&str> = [username, password, token].into_iter().flatten().collect();
+        if !others.is_empty() {
+            errors.push(format!(
+                "`nats.credentials_file` and `{}` are both set: NATS takes one credentials mode (a .creds file, a token, or username and password)",
+                others.join("`, `")
+            ));
+        }
     }
 }
 
@@ -65,6 +104,7 @@ impl ServerConfig {
                 self.nats.prefix
             ));
         }
+        check_nats_credentials(&mut errors, &self.nats);
         if self.adapter.heartbeat_interval_ms == 0
             || self.adapter.heartbeat_interval_ms * 2 > self.adapter.node_timeout_ms
         {
@@ -203,5 +243,93 @@ mod tests {
     fn bad_prefix_is_refused() {
         let e = errors(r#"{"adapter":{"prefix":"sockudo_adapter:"}}"#);
         assert!(e.iter().any(|m| m.contains("adapter.prefix")), "{e:?}");
+    }
+
+    /// The errors of a config whose `nats` section is `nats` (JSON object body).
+    fn nats_errors(nats: &str) -> Vec<String> {
+        errors(&format!(
+            r#"{{"adapter":{{"driver":"nats"}},"nats":{{{nats}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn nats_credentials_modes_accepted() {
+        for nats in [
+            "",
+            r#""username":"u""#,
+            r#""username":"u","password":"p""#,
+            r#""username":"u","password_file":"/run/p""#,
+            r#""token":"t""#,
+            r#""token_file":"/run/t""#,
+            r#""credentials_file":"/run/nats.creds""#,
+            r#""credentials_file":"/run/nats.creds","tls":{"enabled":true,"ca_file":"/run/ca.crt"}"#,
+        ] {
+            assert_eq!(nats_errors(nats), Vec::<String>::new(), "{nats}");
+        }
+    }
+
+    #[test]
+    fn nats_credentials_modes_refused() {
+        // (section, keys every single error must name)
+        let cases: &[(&str, &[&str])] = &[
+            (
+                r#""username":"u","password":"p","password_file":"/p""#,
+                &["nats.password`", "nats.password_file"],
+            ),
+            (
+                r#""token":"t","token_file":"/t""#,
+                &["nats.token`", "nats.token_file"],
+            ),
+            (r#""password":"p""#, &["nats.password`", "nats.username"]),
+            (
+                r#""password_file":"/p""#,
+                &["nats.password_file", "nats.username"],
+            ),
+            (
+                r#""token":"t","username":"u""#,
+                &["nats.token`", "nats.username"],
+            ),
+            (
+                r#""token_file":"/t","username":"u","password":"p""#,
+                &["nats.token_file", "nats.username", "nats.password`"],
+            ),
+            (
+                r#""credentials_file":"/c","username":"u""#,
+                &["nats.credentials_file", "nats.username"],
+            ),
+            (
+                r#""credentials_file":"/c","username":"u","password_file":"/p""#,
+                &[
+                    "nats.credentials_file",
+                    "nats.username",
+                    "nats.password_file",
+                ],
+            ),
+            (
+                r#""credentials_file":"/c","token":"t""#,
+                &["nats.credentials_file", "nats.token`"],
+            ),
+            (
+                r#""credentials_file":"/c","token_file":"/t""#,
+                &["nats.credentials_file", "nats.token_file"],
+            ),
+        ];
+        for (nats, keys) in cases {
+            let e = nats_errors(nats);
+            assert_eq!(e.len(), 1, "{nats}: {e:?}");
+            for key in *keys {
+                assert!(e[0].contains(key), "{nats}: {e:?} should name {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn nats_credentials_errors_come_together() {
+        // A password without a user, next to a token and a .creds file: every rule reports.
+        let e = nats_errors(r#""password":"p","token":"t","credentials_file":"/c""#);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("without `nats.username`"), "{e:?}");
+        assert!(e[1].contains("`nats.token` and `nats.password`"), "{e:?}");
+        assert!(e[2].contains("nats.credentials_file"), "{e:?}");
     }
 }

@@ -47,6 +47,7 @@ impl NatsTransport {
         first_error: Arc<Mutex<Option<String>>>,
     ) -> Result<async_nats::ConnectOptions, AdapterError> {
         let servers = config.nats.servers.to_vec().join(",");
+        let refused = crate::nats_backend::credentials_hint(&config.nats);
         let opts = crate::nats_backend::connect_options(&config.nats, node)
             .await
             .map_err(|e| AdapterError::Setup(e.to_string()))?
@@ -58,9 +59,13 @@ impl NatsTransport {
                 let last_error = last_error.clone();
                 let first_error = first_error.clone();
                 let servers = servers.clone();
+                let refused = refused.clone();
                 async move {
                     let why = match &event {
                         async_nats::Event::Connected => None,
+                        async_nats::Event::ServerError(
+                            e @ async_nats::ServerError::AuthorizationViolation,
+                        ) => Some(format!("server error: {e}{refused}")),
                         async_nats::Event::ServerError(e) => Some(format!("server error: {e}")),
                         async_nats::Event::ClientError(e) => {
                             Some(format!("cannot connect to {servers}: {e}"))
@@ -110,10 +115,11 @@ impl NatsTransport {
             transport.subject(&Topic::Node(inbox.to_string())),
         ];
         let t = transport.clone();
+        let nats = config.nats.clone();
         tokio::spawn(async move {
             // One attempt without retries, only to learn the cause if it fails.
             if let Err(e) = probe.connect(servers.clone()).await {
-                let why = crate::nats_backend::describe(&e);
+                let why = crate::nats_backend::describe(&e, &nats);
                 tracing::warn!(error = %why, servers = ?servers, "nats adapter: cannot connect; retrying");
                 *t.first_error.lock().expect("lock") = Some(why);
             }

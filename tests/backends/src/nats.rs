@@ -1,4 +1,5 @@
-//! `nats-server` with JetStream, optionally with TLS and client authorization.
+//! `nats-server` with JetStream, optionally with TLS and client authorization (user/password,
+//! token, or operator-mode JWTs).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
@@ -7,14 +8,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::nats_jwt::NatsOperator;
 use crate::process::{BackendError, Guarded, free_port, require, wait_until};
 use crate::tls::{TestCa, path_str};
 
-/// Client authentication of a [`NatsServer`] (`authorization {}` in its config).
+/// Client authentication of a [`NatsServer`]: `authorization {}` in its config, or operator
+/// mode (trusted operator, accounts preloaded in a memory resolver; users bring `.creds`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NatsAuth {
     UserPassword(String, String),
     Token(String),
+    Operator(Box<NatsOperator>),
 }
 
 /// How to start a server: plain by default; TLS on the client port (`tls {}` with the CA's
@@ -111,6 +115,7 @@ fn config_text(dir: &Path, port: u16, monitor: u16, setup: &NatsSetup) -> String
         Some(NatsAuth::Token(t)) => {
             c.push_str(&format!("authorization {{\n  token: {}\n}}\n", quoted(t)))
         }
+        Some(NatsAuth::Operator(op)) => c.push_str(&op.server_config()),
         None => {}
     }
     c
@@ -181,5 +186,24 @@ mod tests {
         let info = String::from_utf8_lossy(&buf[..len]);
         assert!(info.contains("\"tls_required\":true"), "{info}");
         assert!(info.contains("\"auth_required\":true"), "{info}");
+    }
+
+    #[test]
+    fn operator_mode_trusts_the_generated_operator() {
+        let op = NatsOperator::generate("harness").unwrap();
+        let n = NatsServer::start_with(NatsSetup {
+            auth: Some(NatsAuth::Operator(Box::new(op))),
+            ..NatsSetup::default()
+        })
+        .unwrap();
+        let log = std::fs::read_to_string(n.dir.path().join("nats.log")).unwrap();
+        assert!(log.contains("Trusted Operators"), "{log}");
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, n.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 1024];
+        let len = s.read(&mut buf).unwrap();
+        let info = String::from_utf8_lossy(&buf[..len]);
+        assert!(info.contains("\"auth_required\":true"), "{info}");
+        assert!(info.contains("\"nonce\""), "JWT users sign a nonce: {info}");
     }
 }

@@ -469,4 +469,23 @@ mod tests {
         assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
         assert!(c.urls()[0].starts_with("rediss://"));
     }
+
+    #[test]
+    fn password_cluster_with_an_acl_user_forms() {
+        let setup = RedisSetup {
+            password: Some("default-pw".into()),
+            user: Some(("app".into(), "app-pw".into())),
+            ..RedisSetup::default()
+        };
+        let c = RedisCluster::start_with(3, 0, setup).unwrap();
+        let info = c.nodes[2].cli(&["cluster", "info"]).unwrap();
+        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+        for n in &c.nodes {
+            assert!(
+                resp_command(n.port, "PING").is_some_and(|r| r.starts_with("-NOAUTH")),
+                "node {} requires a password",
+                n.port
+            );
+        }
+    }
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::Command;
 
 use sockudo_fleet::process::alive;
-use sockudo_fleet::{Fleet, Options};
+use sockudo_fleet::{Fleet, Manifest, Options};
 use sockudo_operator::crd::{RateLimitSpec, RateLimitsSpec};
+use sockudo_test_backends::{NatsAuth, NatsOperator, NatsServer, NatsSetup};
 
 mod common;
 use common::{example, repo_root, server_bin};
@@ -215,4 +216,87 @@ fn kill_node_and_stop_leave_nothing_behind() {
     let dir = fleet.dir().to_path_buf();
     drop(fleet);
     assert!(!dir.exists(), "the temporary directory is removed");
+}
+
+/// An external NATS in operator (JWT) mode, reached with a user `.creds` file from the
+/// credentials Secret (`secretRef.credentialsKey`): the operator mounts it and renders
+/// `nats.credentials_file`, every node connects with it, and the cross-node delta check passes
+/// (publishes through every node, sequence numbers from JetStream KV in the user's account).
+#[test]
+fn external_nats_with_a_creds_file() {
+    let operator = NatsOperator::generate("fleet").unwrap_or_else(|e| panic!("{e}"));
+    let nats = NatsServer::start_with(NatsSetup {
+        auth: Some(NatsAuth::Operator(Box::new(operator.clone()))),
+        ..NatsSetup::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let creds: String = operator
+        .user_creds("fleet")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let url = nats.url();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: creds-fleet-app-1234
+stringData:
+  key: app-key
+  secret: app-secret
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds-fleet-nats
+stringData:
+  user.creds: |
+{creds}---
+apiVersion: sockudo.io/v1alpha1
+kind: SockudoCluster
+metadata:
+  name: creds-fleet
+spec:
+  replicas: 2
+  adapter:
+    driver: nats
+  nats:
+    prefix: creds
+    external:
+      servers:
+        - {url}
+      secretRef:
+        name: creds-fleet-nats
+        credentialsKey: user.creds
+  rateLimiter:
+    driver: memory
+  deltaCompression:
+    enabled: true
+    clusterCoordination: true
+  apps:
+    - id: "1234"
+      secretRef:
+        name: creds-fleet-app-1234
+"#
+    );
+    let manifest = Manifest::parse(&yaml, "external_nats_with_a_creds_file").unwrap();
+    let fleet = Fleet::start_with(&manifest, options())
+        .unwrap_or_else(|e| panic!("the fleet did not start: {e}"));
+    assert_eq!(
+        fleet.plan().config.nats.credentials_file.as_deref(),
+        Some("/etc/sockudo/backends/nats/nats.creds")
+    );
+    assert!(
+        fleet.plan().missing.is_empty(),
+        "{:?}",
+        fleet.plan().missing
+    );
+    println!(
+        "{}",
+        common::delta::full_message_intervals_are_synchronised(&fleet)
+    );
+    let pids = fleet.pids();
+    drop(fleet);
+    assert_all_gone(&pids);
 }

@@ -75,10 +75,9 @@ impl NatsCoordinator {
         let opts = crate::nats_backend::connect_options(&self.nats, "delta")
             .await
             .map_err(unavailable)?;
-        let client = opts
-            .connect(addrs)
-            .await
-            .map_err(|e| CoordinationError::Unavailable(crate::nats_backend::describe(&e)))?;
+        let client = opts.connect(addrs).await.map_err(|e| {
+            CoordinationError::Unavailable(crate::nats_backend::describe(&e, &self.nats))
+        })?;
         let js = jetstream::new(client);
         if let Ok(store) = js.get_key_value(&self.bucket).await {
             return Ok(store);
