@@ -120,6 +120,13 @@ pub fn validate(spec: &SockudoClusterSpec) -> Vec<Invalid> {
             redis_rules(path, redis, &mut fail);
         }
     }
+    let managed_clusters = redis_sections
+        .iter()
+        .filter(|(_, r)| r.is_some_and(|r| r.managed.is_some() && r.mode() == RedisMode::Cluster))
+        .count();
+    if managed_clusters > 1 {
+        fail("spec", rules::ONE_MANAGED_REDIS_CLUSTER);
+    }
     if let Some(nats) = &spec.nats
         && nats.managed.is_some() == nats.external.is_some()
     {

@@ -110,6 +110,36 @@ pub const AUTOSCALING_MIN_LE_MAX: CelRule = CelRule {
     message: "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
 };
 
+/// `r` is a managed Redis Cluster (`r` may be unset).
+macro_rules! managed_cluster {
+    ($r:literal) => {
+        concat!(
+            "(has(",
+            $r,
+            ") && has(",
+            $r,
+            ".managed) && ",
+            cluster!($r),
+            ")"
+        )
+    };
+}
+
+/// The operator forms, scales and reports (`status.redisCluster`) one managed Redis Cluster per
+/// SockudoCluster; a second would be created and never formed.
+pub const ONE_MANAGED_REDIS_CLUSTER: CelRule = CelRule {
+    rule: concat!(
+        "[",
+        managed_cluster!("self.redis"),
+        ", has(self.cache) && ",
+        managed_cluster!("self.cache.redis"),
+        ", has(self.rateLimiter) && ",
+        managed_cluster!("self.rateLimiter.redis"),
+        "].filter(m, m).size() <= 1"
+    ),
+    message: "at most one managed Redis Cluster per SockudoCluster: let the cache and rate limiter share spec.redis (leave their redis unset), or make the others external",
+};
+
 /// Rules on `spec` (`self` is the spec).
 pub const SPEC_RULES: &[CelRule] = &[
     LOCAL_IS_SINGLE_NODE,
@@ -122,6 +152,7 @@ pub const SPEC_RULES: &[CelRule] = &[
     LIMITER_REDIS_NEEDS_STANDALONE,
     LIMITER_REDIS_CLUSTER_NEEDS_CLUSTER,
     AUTOSCALING_MIN_LE_MAX,
+    ONE_MANAGED_REDIS_CLUSTER,
 ];
 
 pub const REDIS_MANAGED_XOR_EXTERNAL: CelRule = CelRule {

@@ -66,6 +66,32 @@ fn cases() -> Vec<(&'static str, Value, usize)> {
     let managed_cluster = json!({"mode": "cluster", "managed": {}});
     vec![
         ("single local node", json!({}), 0),
+        (
+            "two managed Redis Clusters",
+            json!({"replicas": 3, "adapter": {"driver": "redis-cluster"}, "redis": managed_cluster,
+                   "cache": {"driver": "redis-cluster", "redis": managed_cluster}}),
+            1,
+        ),
+        (
+            "three managed Redis Clusters",
+            json!({"replicas": 3, "adapter": {"driver": "redis-cluster"}, "redis": managed_cluster,
+                   "cache": {"driver": "redis-cluster", "redis": managed_cluster},
+                   "rateLimiter": {"driver": "redis-cluster", "redis": managed_cluster}}),
+            1,
+        ),
+        (
+            "one managed Redis Cluster shared by cache and limiter",
+            json!({"replicas": 3, "adapter": {"driver": "redis-cluster"}, "redis": managed_cluster,
+                   "cache": {"driver": "redis-cluster"},
+                   "rateLimiter": {"driver": "redis-cluster"}}),
+            0,
+        ),
+        (
+            "a managed Redis Cluster and a managed standalone Redis",
+            json!({"replicas": 3, "adapter": {"driver": "redis-cluster"}, "redis": managed_cluster,
+                   "cache": {"driver": "redis", "redis": managed}}),
+            0,
+        ),
         ("local with 3 replicas", json!({"replicas": 3}), 1),
         (
             "local with autoscaling",
