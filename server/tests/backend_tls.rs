@@ -69,6 +69,9 @@ fn redis_everything(node: &str, driver: AdapterDriver) -> ServerConfig {
     // A long window: the limiter refills continuously, and the test reads exact counts.
     c.rate_limiter.api_rate_limit.max_requests = 1000;
     c.rate_limiter.api_rate_limit.window_seconds = 86_400;
+    // Delta sequence numbers from the same Redis: the fourth consumer of the section.
+    c.delta_compression.enabled = true;
+    c.delta_compression.cluster_coordination = true;
     c
 }
 
@@ -119,7 +122,38 @@ async fn wait_ready(server: &RunningServer, what: &str, ok: impl Fn(&Value) -> b
 }
 
 async fn all_ok(server: &RunningServer) {
-    wait_ready(server, "every backend ok", |b| b["status"] == "ok").await;
+    let body = wait_ready(server, "every backend ok", |b| b["status"] == "ok").await;
+    // Every node here coordinates delta sequence numbers on its adapter's backend.
+    let coordination = &body["backends"]["delta_coordination"];
+    assert_eq!(
+        coordination["driver"], body["backends"]["adapter"]["driver"],
+        "{body}"
+    );
+    assert_eq!(coordination["status"], "ok", "{body}");
+}
+
+/// Waits until readiness reports the delta coordinator (on `driver`) degraded with its own
+/// connection's error, containing every one of `needles`. Callers have published nothing yet:
+/// the coordinator's backend is watched from start-up, like the adapter's and the cache's.
+async fn coordination_degraded(server: &RunningServer, driver: &str, needles: &[&str]) -> Value {
+    let body = wait_ready(
+        server,
+        "delta coordination degraded before any publish",
+        |b| {
+            let e = backend_error(b, "delta_coordination");
+            b["backends"]["delta_coordination"]["status"] == "degraded"
+                && !e.is_empty()
+                && e != "connecting"
+                && needles.iter().all(|n| e.contains(&n.to_lowercase()))
+        },
+    )
+    .await;
+    assert_eq!(
+        body["backends"]["delta_coordination"]["driver"], driver,
+        "{body}"
+    );
+    assert_eq!(body["status"], "degraded", "{body}");
+    body
 }
 
 /// A subscriber on every node receives a publish made through each node.
@@ -274,6 +308,7 @@ async fn redis_mutual_tls() {
     })
     .await;
     assert_eq!(body["status"], "degraded", "{body}");
+    coordination_degraded(&server, "redis", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,9 +357,8 @@ async fn redis_wrong_ca_is_reported() {
     };
     let mut c = redis_everything("wrong-ca", AdapterDriver::Redis);
     c.database.redis = Some(standalone(&redis, Some(tls_with(&wrong))));
-    c.delta_compression.enabled = true;
-    c.delta_compression.cluster_coordination = true;
     let server = start(c).await;
+    coordination_degraded(&server, "redis", &["certificate"]).await;
     let body = wait_ready(&server, "every Redis consumer degraded", |b| {
         ["adapter", "cache", "rate_limiter"]
             .iter()
@@ -397,6 +431,7 @@ async fn redis_with_password_and_acl_user() {
         ..standalone(&redis, None)
     });
     let server = start(wrong).await;
+    coordination_degraded(&server, "redis", &["password"]).await;
     let body = wait_ready(&server, "wrong password degraded", |b| {
         b["backends"]["adapter"]["status"] == "degraded"
             && b["backends"]["cache"]["status"] == "degraded"
@@ -430,9 +465,8 @@ async fn redis_cluster_wrong_ca_is_reported() {
     let section = cluster_section(&cluster, Some(tls_with(&wrong)));
     let mut c = redis_everything("cluster-wrong-ca", AdapterDriver::RedisCluster);
     c.database.redis_cluster = Some(section.clone());
-    c.delta_compression.enabled = true;
-    c.delta_compression.cluster_coordination = true;
     let server = start(c).await;
+    coordination_degraded(&server, "redis-cluster", &["certificate"]).await;
     let body = wait_ready(&server, "every Redis Cluster consumer degraded", |b| {
         ["adapter", "cache", "rate_limiter"]
             .iter()
@@ -538,6 +572,7 @@ async fn redis_cluster_with_password_and_acl_user() {
         ..acl.clone()
     };
     let server = start(configure("cpw-wrong", &wrong)).await;
+    coordination_degraded(&server, "redis-cluster", &["password"]).await;
     let body = wait_ready(&server, "wrong cluster password degraded", |b| {
         ["adapter", "cache", "rate_limiter"]
             .iter()
@@ -687,6 +722,12 @@ async fn nats_over_tls_with_user_password() {
     let mut wrong = section.clone();
     wrong.password = Some("nope".into());
     let server = start(nats_node("nats-wrong", &wrong)).await;
+    coordination_degraded(
+        &server,
+        "nats",
+        &["authorization", "credentials from nats.username sockudo"],
+    )
+    .await;
     let body = wait_ready(&server, "wrong nats password reported", |b| {
         backend_error(b, "adapter").contains("authorization")
     })
@@ -712,6 +753,7 @@ async fn nats_over_tls_with_user_password() {
     let mut untrusted = section.clone();
     untrusted.tls = Some(tls_with(&other));
     let server = start(nats_node("nats-untrusted", &untrusted)).await;
+    coordination_degraded(&server, "nats", &["certificate"]).await;
     let body = wait_ready(&server, "untrusted nats certificate reported", |b| {
         backend_error(b, "adapter").contains("certificate")
     })
@@ -761,6 +803,7 @@ async fn nats_mutual_tls() {
     let mut no_cert = section;
     no_cert.tls = Some(tls_with(&ca));
     let server = start(nats_node("mtls-nocert", &no_cert)).await;
+    coordination_degraded(&server, "nats", &[]).await;
     let body = wait_ready(&server, "missing client certificate reported", |b| {
         b["backends"]["adapter"]["status"] == "degraded"
             && b["backends"]["adapter"]["error"] != "connecting"
@@ -806,6 +849,12 @@ async fn nats_with_token() {
     let mut wrong = nats_section(&nats);
     wrong.token = Some("guess".into());
     let server = start(nats_node("tok-wrong", &wrong)).await;
+    coordination_degraded(
+        &server,
+        "nats",
+        &["authorization", "credentials from nats.token"],
+    )
+    .await;
     let body = wait_ready(&server, "wrong token reported", |b| {
         backend_error(b, "adapter").contains("authorization")
     })
@@ -869,6 +918,7 @@ async fn nats_operator_mode_with_creds_file() {
     let stranger = NatsOperator::generate("stranger").unwrap();
     let foreign = write("foreign.creds", &stranger.user_creds("intruder").unwrap());
     let server = start(nats_node("creds-foreign", &with_creds(&foreign))).await;
+    coordination_degraded(&server, "nats", &["authorization", &foreign]).await;
     let body = wait_ready(&server, "foreign creds reported", |b| {
         backend_error(b, "adapter").contains("authorization")
     })

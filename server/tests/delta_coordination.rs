@@ -241,3 +241,53 @@ async fn nats_jetstream_kv() {
     )
     .await;
 }
+
+/// Waits until `c` reports `want` (by variant), without asking it for a number.
+async fn wait_health(c: &dyn Coordinator, what: &str, want: fn(&BackendHealth) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = c.health();
+        if want(&h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The supervised NATS coordinator (as a server runs it) reports its backend from start-up and
+/// follows outages and recoveries by itself: no publish has to find them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_supervised_health_without_publishes() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    nats.kill();
+    let c = NatsCoordinator::start(nats_config(&nats.url()), "supervised", TTL);
+    wait_health(
+        c.as_ref(),
+        "down at start-up",
+        |h| matches!(h, BackendHealth::Degraded(e) if e != "connecting"),
+    )
+    .await;
+    nats.restart().unwrap();
+    wait_health(c.as_ref(), "up once the server is", |h| {
+        *h == BackendHealth::Ok
+    })
+    .await;
+    nats.kill();
+    wait_health(c.as_ref(), "down with the server", |h| {
+        matches!(h, BackendHealth::Degraded(_))
+    })
+    .await;
+    nats.restart().unwrap();
+    wait_health(c.as_ref(), "up again", |h| *h == BackendHealth::Ok).await;
+    // The reconnection re-created the in-memory bucket the restart lost.
+    let seq = c
+        .next_seq(StreamKey {
+            app_id: "app",
+            channel: "supervised",
+            conflation_key: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seq, 1);
+}

@@ -93,11 +93,11 @@ impl DeltaService {
                     .map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?,
                 )
             }
-            (true, AdapterDriver::Nats) => Arc::new(coordinator::nats::NatsCoordinator::new(
+            (true, AdapterDriver::Nats) => coordinator::nats::NatsCoordinator::start(
                 config.nats.clone(),
                 &config.nats.prefix,
                 ttl,
-            )),
+            ),
             _ => Arc::new(coordinator::local::LocalCoordinator::new(ttl, 100_000)),
         };
         Ok(Self::new(d.clone(), coordinator, metrics))
@@ -208,8 +208,12 @@ impl DeltaService {
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Degraded while the last coordination attempt failed.
+    /// Degraded while the coordinator's backend is (from start-up, before any publish asks for
+    /// a number), or while the last coordination attempt failed.
     pub fn health(&self) -> BackendHealth {
+        if let BackendHealth::Degraded(e) = self.coordinator.health() {
+            return BackendHealth::Degraded(e);
+        }
         match &self.breaker().last_error {
             None => BackendHealth::Ok,
             Some(e) => BackendHealth::Degraded(e.clone()),
@@ -294,6 +298,36 @@ mod tests {
         assert!(s.decide("a", "c", "e", data, 100, false).await.is_none());
         s.breaker().retry_at = Some(Instant::now());
         assert!(s.decide("a", "c", "e", data, 100, false).await.is_some());
+        assert_eq!(s.health(), BackendHealth::Ok);
+    }
+
+    /// A coordinator whose backend health is watched in the background (as Redis and NATS are).
+    struct Watched(Mutex<BackendHealth>);
+
+    #[async_trait]
+    impl Coordinator for Watched {
+        fn driver(&self) -> &'static str {
+            "watched"
+        }
+        async fn next_seq(&self, _: StreamKey<'_>) -> Result<u64, CoordinationError> {
+            Ok(1)
+        }
+        fn health(&self) -> BackendHealth {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn backend_health_shows_before_any_publish() {
+        let watched = Arc::new(Watched(Mutex::new(BackendHealth::Degraded(
+            "invalid peer certificate: UnknownIssuer".into(),
+        ))));
+        let s = DeltaService::new(config(), watched.clone(), DeltaMetrics::default());
+        assert_eq!(
+            s.health(),
+            BackendHealth::Degraded("invalid peer certificate: UnknownIssuer".into())
+        );
+        *watched.0.lock().unwrap() = BackendHealth::Ok;
         assert_eq!(s.health(), BackendHealth::Ok);
     }
 }

@@ -8,6 +8,8 @@ pub mod redis;
 
 use async_trait::async_trait;
 
+use crate::adapter::BackendHealth;
+
 /// One delta stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamKey<'a> {
@@ -39,6 +41,13 @@ pub trait Coordinator: Send + Sync {
 
     /// Called after a call timed out (and was cancelled): drop connections that may be stale.
     async fn reset(&self) {}
+
+    /// The backend's state as this coordinator's own connection sees it, kept current in the
+    /// background from start-up (like the adapter's and cache's), so readiness reports a bad CA
+    /// or bad credentials before the first publish. Reads state only: never connects.
+    fn health(&self) -> BackendHealth {
+        BackendHealth::Ok
+    }
 }
 
 /// A stream's key in a backend that allows any bytes but separates the parts unambiguously:

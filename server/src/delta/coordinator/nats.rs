@@ -9,26 +9,58 @@
 //! async-nats is pinned to 0.40.0: 0.41 and newer fail JetStream KV calls against the
 //! nats-server 2.9 packaged by Debian bookworm.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use async_nats::connection::State;
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use sockudo_config::NatsConfig;
 use tokio::sync::Mutex;
 
+use crate::adapter::BackendHealth;
 use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
 
 /// CAS attempts before giving up (each conflict means another publisher got a number).
 const MAX_ATTEMPTS: u32 = 64;
+/// How often the supervisor looks at a working connection (it only reads its state).
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between two failed connection attempts of the supervisor.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One connection of the coordinator.
+struct Conn {
+    client: async_nats::Client,
+    /// Set when the client reports a disconnection, and left set after the client reconnects
+    /// by itself: a restarted server has lost the in-memory bucket, which only a new
+    /// connection re-creates.
+    lost: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn is_up(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && self.client.connection_state() == State::Connected
+    }
+}
+
+/// What readiness reads: the connection, if any, and the last error.
+#[derive(Default)]
+struct Status {
+    conn: Option<Conn>,
+    last_error: Option<String>,
+}
 
 pub struct NatsCoordinator {
     /// The `nats` section: servers, credentials and TLS, shared with the adapter.
     nats: NatsConfig,
     bucket: String,
     ttl: Duration,
-    /// Connected on first use; dropped on a backend error so the next attempt reconnects and
-    /// re-creates the bucket (a restarted server has lost its in-memory bucket).
+    /// Connected by the supervisor ([`Self::start`]) or on first use; dropped on a backend error
+    /// so the next attempt reconnects and re-creates the bucket (a restarted server has lost its
+    /// in-memory bucket).
     store: Mutex<Option<kv::Store>>,
+    status: std::sync::Mutex<Status>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
@@ -36,7 +68,8 @@ fn unavailable(e: impl std::fmt::Display) -> CoordinationError {
 }
 
 impl NatsCoordinator {
-    /// Connects lazily (first publish) to `nats.servers`; the bucket is created if missing.
+    /// Connects lazily (first publish) to `nats.servers`, without a background task (see
+    /// [`Self::start`]); the bucket is created if missing.
     /// The bucket is named after `prefix` (`nats.prefix` in a server).
     pub fn new(nats: NatsConfig, prefix: &str, ttl: Duration) -> Self {
         NatsCoordinator {
@@ -44,24 +77,62 @@ impl NatsCoordinator {
             bucket: bucket_name(prefix),
             ttl,
             store: Mutex::new(None),
+            status: std::sync::Mutex::default(),
         }
+    }
+
+    /// As [`Self::new`], plus a background task that connects at once and reconnects after a
+    /// failure (with backoff), so [`Coordinator::health`] is current from start-up. The task
+    /// ends when the coordinator is dropped.
+    pub fn start(nats: NatsConfig, prefix: &str, ttl: Duration) -> Arc<Self> {
+        let coordinator = Arc::new(Self::new(nats, prefix, ttl));
+        tokio::spawn(supervise(Arc::downgrade(&coordinator)));
+        coordinator
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
+    /// Drops the store if its connection is not up (see [`Conn::lost`]).
+    fn drop_if_lost(&self, slot: &mut Option<kv::Store>) {
+        let mut status = self.status();
+        if slot.is_some() && !status.conn.as_ref().is_some_and(Conn::is_up) {
+            *slot = None;
+            status.conn = None;
+            status
+                .last_error
+                .get_or_insert_with(|| "disconnected".into());
+        }
+    }
+
     async fn store(&self) -> Result<kv::Store, CoordinationError> {
         let mut slot = self.store.lock().await;
+        self.drop_if_lost(&mut slot);
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let store = self.connect().await?;
-        *slot = Some(store.clone());
-        Ok(store)
+        match self.connect().await {
+            Ok((conn, store)) => {
+                *slot = Some(store.clone());
+                *self.status() = Status {
+                    conn: Some(conn),
+                    last_error: None,
+                };
+                Ok(store)
+            }
+            Err(e) => {
+                self.status().last_error = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
-    async fn connect(&self) -> Result<kv::Store, CoordinationError> {
+    async fn connect(&self) -> Result<(Conn, kv::Store), CoordinationError> {
         let addrs = self
             .nats
             .servers
@@ -70,28 +141,81 @@ impl NatsCoordinator {
             .map(|s| s.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
-        // No retry_on_initial_connect: a failed first connect must fail fast (the
-        // service's breaker retries later) rather than leave a client looping.
+        // No retry_on_initial_connect: a failed first connect must fail fast, with its cause
+        // for readiness (the supervisor or the next publish retries), rather than leave a
+        // client looping.
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
         let opts = crate::nats_backend::connect_options(&self.nats, "delta")
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+            .event_callback(move |event| {
+                let flag = flag.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Disconnected) {
+                        tracing::warn!("nats delta coordinator: disconnected");
+                        flag.store(true, Ordering::Release);
+                    }
+                }
+            });
         let client = opts.connect(addrs).await.map_err(|e| {
             CoordinationError::Unavailable(crate::nats_backend::describe(&e, &self.nats))
         })?;
+        let conn = Conn {
+            client: client.clone(),
+            lost,
+        };
         let js = jetstream::new(client);
         if let Ok(store) = js.get_key_value(&self.bucket).await {
-            return Ok(store);
+            return Ok((conn, store));
         }
-        js.create_key_value(kv::Config {
-            bucket: self.bucket.clone(),
-            description: "sockudo delta compression sequence numbers".into(),
-            history: 1,
-            max_age: self.ttl,
-            storage: jetstream::stream::StorageType::Memory,
-            ..Default::default()
-        })
-        .await
-        .map_err(unavailable)
+        let store = js
+            .create_key_value(kv::Config {
+                bucket: self.bucket.clone(),
+                description: "sockudo delta compression sequence numbers".into(),
+                history: 1,
+                max_age: self.ttl,
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok((conn, store))
+    }
+}
+
+/// Keeps the coordinator connected while it exists: connects at start-up, and again after a
+/// failed attempt or a lost connection. A connection's state is read, never probed.
+async fn supervise(coordinator: Weak<NatsCoordinator>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        let connected = {
+            let mut slot = c.store.lock().await;
+            c.drop_if_lost(&mut slot);
+            slot.is_some()
+        };
+        let wait = if connected {
+            backoff = Duration::from_millis(100);
+            CHECK_INTERVAL
+        } else {
+            match c.store().await {
+                Ok(_) => {
+                    tracing::info!(bucket = %c.bucket, "nats delta coordinator: connected");
+                    backoff = Duration::from_millis(100);
+                    CHECK_INTERVAL
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "nats delta coordinator: cannot connect; retrying");
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff
+                }
+            }
+        };
+        drop(c);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -136,14 +260,35 @@ impl Coordinator for NatsCoordinator {
     async fn next_seq(&self, k: StreamKey<'_>) -> Result<u64, CoordinationError> {
         let store = self.store().await?;
         let result = self.increment(&store, key(k)).await;
-        if matches!(result, Err(CoordinationError::Unavailable(_))) {
+        if let Err(e @ CoordinationError::Unavailable(_)) = &result {
+            self.status().last_error = Some(e.to_string());
             Coordinator::reset(self).await;
         }
         result
     }
 
     async fn reset(&self) {
-        *self.store.lock().await = None;
+        // Held only while connecting: then there is no stale store to drop, and waiting for
+        // the connection attempt would hold up the publish that gave up on it.
+        if let Ok(mut slot) = self.store.try_lock() {
+            *slot = None;
+            self.status().conn = None;
+        }
+    }
+
+    /// Ok while the client is connected and the bucket was found or created; otherwise the
+    /// last error (a refused certificate or credentials, JetStream not enabled, ...).
+    fn health(&self) -> BackendHealth {
+        let status = self.status();
+        let why = status.last_error.as_deref();
+        match &status.conn {
+            Some(c) if c.is_up() => BackendHealth::Ok,
+            Some(_) => BackendHealth::Degraded(match why {
+                Some(e) => format!("disconnected ({e})"),
+                None => "disconnected".into(),
+            }),
+            None => BackendHealth::Degraded(why.unwrap_or("connecting").into()),
+        }
     }
 }
 

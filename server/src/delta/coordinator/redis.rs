@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use redis::Script;
 use sockudo_config::RedisTarget;
 
+use crate::adapter::BackendHealth;
 use crate::delta::coordinator::{CoordinationError, Coordinator, StreamKey, escaped};
 use crate::redis_backend::{RedisBackend, RedisBackendError, RedisOptions};
 
@@ -91,6 +92,11 @@ impl Coordinator for RedisCoordinator {
                 e => CoordinationError::Unavailable(e.to_string()),
             })?;
         u64::try_from(n).map_err(|_| CoordinationError::Protocol(format!("INCR gave {n}")))
+    }
+
+    /// The backend's own health checks (connected at start-up, PING every second).
+    fn health(&self) -> BackendHealth {
+        self.backend.health()
     }
 }
 
