@@ -215,5 +215,11 @@ fn redis_rules(path: &str, redis: &RedisSpec, fail: &mut impl FnMut(&str, CelRul
         if !ok {
             fail(path, rules::REDIS_EXTERNAL_ADDRESS);
         }
+        if e.secret_ref
+            .as_ref()
+            .is_some_and(|s| s.token_key.is_some() || s.credentials_key.is_some())
+        {
+            fail(path, rules::REDIS_SECRET_KEYS);
+        }
     }
 }

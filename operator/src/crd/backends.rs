@@ -116,10 +116,10 @@ pub struct BackendSecretRef {
     /// Key of the password. Default: `password` (NATS: unset means no password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_key: Option<String>,
-    /// NATS only: key of an auth token.
+    /// NATS only (refused on a Redis): key of an auth token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_key: Option<String>,
-    /// NATS only: key of a `.creds` file (JWT and nkey seed).
+    /// NATS only (refused on a Redis): key of a `.creds` file (JWT and nkey seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_key: Option<String>,
 }

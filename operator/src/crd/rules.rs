@@ -178,11 +178,19 @@ pub const REDIS_EXTERNAL_ADDRESS: CelRule = CelRule {
     message: "an external Redis Cluster is given by nodes; a standalone one by exactly one of url or host",
 };
 
+/// `tokenKey` and `credentialsKey` of a shared `BackendSecretRef` are NATS modes; on a Redis they
+/// would be mounted and never read.
+pub const REDIS_SECRET_KEYS: CelRule = CelRule {
+    rule: "!has(self.external) || !has(self.external.secretRef) || (!has(self.external.secretRef.tokenKey) && !has(self.external.secretRef.credentialsKey))",
+    message: "external.secretRef.tokenKey and credentialsKey are for NATS; Redis takes usernameKey and passwordKey",
+};
+
 /// Rules on every Redis section (`spec.redis`, `cache.redis`, `rateLimiter.redis`).
 pub const REDIS_RULES: &[CelRule] = &[
     REDIS_MANAGED_XOR_EXTERNAL,
     REDIS_CLUSTER_MIN_MASTERS,
     REDIS_EXTERNAL_ADDRESS,
+    REDIS_SECRET_KEYS,
 ];
 
 /// Rules on `spec.nats`.

@@ -67,6 +67,24 @@ fn cases() -> Vec<(&'static str, Value, usize)> {
     vec![
         ("single local node", json!({}), 0),
         (
+            "a NATS token key on an external Redis",
+            json!({"replicas": 3, "adapter": {"driver": "redis"},
+                   "redis": {"external": {"host": "r", "secretRef": {"name": "s", "tokenKey": "t"}}}}),
+            1,
+        ),
+        (
+            "a .creds key on an external Redis Cluster cache",
+            json!({"cache": {"driver": "redis-cluster", "redis": {"mode": "cluster",
+                   "external": {"nodes": ["r:6379"], "secretRef": {"name": "s", "credentialsKey": "c"}}}}}),
+            1,
+        ),
+        (
+            "username and password on an external Redis",
+            json!({"replicas": 3, "adapter": {"driver": "redis"},
+                   "redis": {"external": {"host": "r", "secretRef": {"name": "s", "usernameKey": "u", "passwordKey": "p"}}}}),
+            0,
+        ),
+        (
             "two managed Redis Clusters",
             json!({"replicas": 3, "adapter": {"driver": "redis-cluster"}, "redis": managed_cluster,
                    "cache": {"driver": "redis-cluster", "redis": managed_cluster}}),
