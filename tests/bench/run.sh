@@ -176,7 +176,7 @@ if [ "$quick" = 0 ]; then
     "idle-connections|connections --steps 1000,10000,15000 --channels 1000"
     "channels-10k-1k|channels -n 10000 -c 1000 --ramp 100,200,500,1000,1500,2000,3000,4000,6000,7000,8000,9000,10000,11000,12000 --step-secs 5 --threshold-ms 20"
     "http-publish|http-publish -k 50 -d 10"
-    "send-floor|send-floor -n 10000 --rates 40000,80000,120000,0 --step-secs 5"
+    "send-floor|send-floor -n 9000 --rates 40000,80000,120000,0 --step-secs 5"
   )
 else
   suite=(

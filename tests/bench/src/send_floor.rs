@@ -3,10 +3,9 @@
 //! subscribers), this is the floor under any server's CPU per delivery on this machine.
 //!
 //! A sender thread pinned to the server's core writes one `payload` per socket, round-robin, in
-//! bursts of `burst` writes (one publish to `burst` subscribers) at `rate` writes/s; a receiver
-//! thread pinned to the load generator's core drains every socket. The sender's own system and
-//! user CPU (getrusage RUSAGE_THREAD) per write is the result; its pacing spins in user space,
-//! so only the system figure is the kernel's.
+//! bursts of `burst` writes (one publish to `burst` subscribers) at `rate` writes/s, sleeping
+//! between bursts; a receiver thread pinned to the load generator's core drains every socket.
+//! The sender's own system CPU (getrusage RUSAGE_THREAD) per write is the result.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -26,8 +25,8 @@ use crate::record::Record;
 
 #[derive(Args, Clone, Debug, Serialize)]
 pub struct SendFloorArgs {
-    /// Connected socket pairs.
-    #[arg(long, short = 'n', default_value_t = 10_000)]
+    /// Connected socket pairs (both ends in this process: 2 file descriptors each).
+    #[arg(long, short = 'n', default_value_t = 9_000)]
     pub connections: usize,
     /// Bytes per write (a 200-byte event's frame is about 300).
     #[arg(long, default_value_t = 300)]
@@ -65,10 +64,10 @@ pub async fn run(target: &Target, a: SendFloorArgs) -> Result<Record> {
     let method = format!(
         "No server: {n} loopback TCP socket pairs (TCP_NODELAY). A sender thread pinned to core \
          {sc} writes {b} bytes per socket round-robin, in bursts of {burst} writes, paced to each \
-         step's rate (0 = flat out) for {secs} s; a receiver thread pinned to core {rc} drains \
-         every socket. Result: the sender thread's system CPU per write (getrusage \
-         RUSAGE_THREAD), the kernel's cost of one delivery sent as one write. Pacing spins in \
-         user space, so the user figure is not a cost.",
+         step's rate (0 = flat out; paced steps sleep between bursts, as a server waits in epoll) \
+         for {secs} s; a receiver thread pinned to core {rc} drains every socket. Result: the \
+         sender thread's system CPU per write (getrusage RUSAGE_THREAD, the kernel's tick-sampled \
+         share), the kernel's cost of one delivery sent as one write.",
         n = a.connections,
         sc = a.sender_core,
         b = a.payload_bytes,
@@ -78,7 +77,16 @@ pub async fn run(target: &Target, a: SendFloorArgs) -> Result<Record> {
     );
     let mut rec = Record::new(target, "send-floor", method, serde_json::to_value(&a)?);
     rec.print_method();
-    procfs::raise_nofile_limit()?;
+    let limit = procfs::raise_nofile_limit()?;
+    // Both ends of every pair live in this process.
+    if (2 * a.connections + 64) as u64 > limit {
+        bail!(
+            "{} socket pairs need {} file descriptors; the open-files limit is {limit}: use -n {} or less",
+            a.connections,
+            2 * a.connections + 64,
+            (limit.saturating_sub(64)) / 2
+        );
+    }
     let a2 = a.clone();
     let steps = tokio::task::spawn_blocking(move || measure(&a2))
         .await
@@ -140,10 +148,13 @@ fn measure(a: &SendFloorArgs) -> Result<Vec<Step>> {
         let mut writes = 0u64;
         while Instant::now() < end {
             if rate > 0 {
-                // Spin until this burst's slot: sleeping would add wake-ups the server does not pay.
+                // Sleep until this burst's slot, as a server waits in epoll between publishes.
+                // (Spinning would also skew the tick-sampled user/system split.) Slots are
+                // absolute, so a late wake-up is caught up by the next bursts.
                 let due = start + Duration::from_secs_f64(writes as f64 / rate as f64);
-                while Instant::now() < due {
-                    std::hint::spin_loop();
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
                 }
             }
             for _ in 0..a.burst {
