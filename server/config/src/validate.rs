@@ -53,6 +53,23 @@ fn check_nats_credentials(errors: &mut Vec<String>, n: &NatsConfig) {
             user_keys.join("`, `")
         ));
     }
+    // `nats://user:pass@host` or `nats://token@host` is a credentials mode of its own.
+    let creds_file = set("nats.credentials_file", &n.credentials_file);
+    let keys: Vec<&str> = [username, password, token, creds_file]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !keys.is_empty() {
+        for (i, url) in n.servers.to_vec().iter().enumerate() {
+            if url_has_credentials(url) {
+                // The URL itself is not repeated: it holds a secret.
+                errors.push(format!(
+                    "`nats.servers[{i}]` carries credentials (`user:password@` or `token@`) and `{}` is set: NATS takes one credentials mode; move them out of the URL",
+                    keys.join("`, `")
+                ));
+            }
+        }
+    }
     if n.credentials_file.is_some() {
         let others: Vec<&str> = [username, password, token].into_iter().flatten().collect();
         if !others.is_empty() {
@@ -62,6 +79,13 @@ fn check_nats_credentials(errors: &mut Vec<String>, n: &NatsConfig) {
             ));
         }
     }
+}
+
+/// Whether a server URL has a user-info part (`scheme://userinfo@host...`).
+fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 fn check_limit(errors: &mut Vec<String>, key: &str, limit: &RateLimit) {
@@ -331,5 +355,31 @@ mod tests {
         assert!(e[0].contains("without `nats.username`"), "{e:?}");
         assert!(e[1].contains("`nats.token` and `nats.password`"), "{e:?}");
         assert!(e[2].contains("nats.credentials_file"), "{e:?}");
+    }
+
+    #[test]
+    fn credentials_in_a_server_url_are_one_mode() {
+        assert_eq!(
+            nats_errors(r#""servers":["nats://u:p@a:4222","nats://u:p@b:4222"]"#),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            nats_errors(r#""servers":["nats://a:4222/x@y"],"token":"t""#),
+            Vec::<String>::new(),
+            "an @ after the host is not user info"
+        );
+        let e = nats_errors(r#""servers":["nats://a:4222","nats://s3cret@b:4222"],"token":"t""#);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("nats.servers[1]") && e[0].contains("nats.token`"),
+            "{e:?}"
+        );
+        assert!(
+            !e[0].contains("s3cret"),
+            "the URL's secret is not echoed: {e:?}"
+        );
+        let e = nats_errors(r#""servers":"nats://u:p@a:4222","credentials_file":"/c""#);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("nats.servers[0]") && e[0].contains("nats.credentials_file"));
     }
 }
