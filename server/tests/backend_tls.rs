@@ -243,6 +243,27 @@ fn backend_error(body: &Value, backend: &str) -> String {
         .to_lowercase()
 }
 
+/// Waits until the adapter, cache and rate limiter all report degraded with an error that
+/// `cause` accepts (failing after `EVENTUALLY`), then checks a publish is refused (503), never
+/// delivered locally only.
+async fn every_redis_consumer_degraded(
+    server: &RunningServer,
+    what: &str,
+    cause: impl Fn(&str) -> bool,
+) -> Value {
+    // "connecting" comes first; the transport's own error follows once an attempt fails.
+    let body = wait_ready(server, what, |b| {
+        ["adapter", "cache", "rate_limiter"]
+            .iter()
+            .all(|k| b["backends"][k]["status"] == "degraded" && cause(&backend_error(b, k)))
+    })
+    .await;
+    assert_eq!(body["status"], "degraded");
+    let (s, reply) = Api::new(server).trigger("news", "ev", "x").await;
+    assert_eq!(s, 503, "{reply}");
+    body
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 // ---------------------------------------------------------------------------------------------
@@ -359,22 +380,10 @@ async fn redis_wrong_ca_is_reported() {
     c.database.redis = Some(standalone(&redis, Some(tls_with(&wrong))));
     let server = start(c).await;
     coordination_degraded(&server, "redis", &["certificate"]).await;
-    let body = wait_ready(&server, "every Redis consumer degraded", |b| {
-        ["adapter", "cache", "rate_limiter"]
-            .iter()
-            .all(|k| b["backends"][k]["status"] == "degraded")
+    every_redis_consumer_degraded(&server, "every Redis consumer degraded", |e| {
+        e.contains("certificate") || e.contains("unknownissuer")
     })
     .await;
-    assert_eq!(body["status"], "degraded");
-    for backend in ["adapter", "cache", "rate_limiter"] {
-        let e = backend_error(&body, backend);
-        assert!(
-            e.contains("certificate") || e.contains("unknownissuer"),
-            "{backend}: {body}"
-        );
-    }
-    let (s, reply) = Api::new(&server).trigger("news", "ev", "x").await;
-    assert_eq!(s, 503, "{reply}");
     // The coordinator's own connection names the same cause.
     let target = RedisTarget::Standalone(standalone(&redis, Some(tls_with(&wrong))));
     let coordinator = RedisCoordinator::connect(&target, "wrong", Duration::from_secs(60))
@@ -467,22 +476,10 @@ async fn redis_cluster_wrong_ca_is_reported() {
     c.database.redis_cluster = Some(section.clone());
     let server = start(c).await;
     coordination_degraded(&server, "redis-cluster", &["certificate"]).await;
-    let body = wait_ready(&server, "every Redis Cluster consumer degraded", |b| {
-        ["adapter", "cache", "rate_limiter"]
-            .iter()
-            .all(|k| b["backends"][k]["status"] == "degraded")
+    every_redis_consumer_degraded(&server, "every Redis Cluster consumer degraded", |e| {
+        e.contains("certificate") || e.contains("unknownissuer")
     })
     .await;
-    assert_eq!(body["status"], "degraded");
-    for backend in ["adapter", "cache", "rate_limiter"] {
-        let e = backend_error(&body, backend);
-        assert!(
-            e.contains("certificate") || e.contains("unknownissuer"),
-            "{backend}: {body}"
-        );
-    }
-    let (s, reply) = Api::new(&server).trigger("news", "ev", "x").await;
-    assert_eq!(s, 503, "{reply}");
     let coordinator = RedisCoordinator::connect(
         &RedisTarget::Cluster(section),
         "cwrong",
@@ -573,21 +570,10 @@ async fn redis_cluster_with_password_and_acl_user() {
     };
     let server = start(configure("cpw-wrong", &wrong)).await;
     coordination_degraded(&server, "redis-cluster", &["password"]).await;
-    let body = wait_ready(&server, "wrong cluster password degraded", |b| {
-        ["adapter", "cache", "rate_limiter"]
-            .iter()
-            .all(|k| b["backends"][k]["status"] == "degraded")
+    every_redis_consumer_degraded(&server, "wrong cluster password degraded", |e| {
+        e.contains("wrongpass") || e.contains("password")
     })
     .await;
-    for backend in ["adapter", "cache", "rate_limiter"] {
-        let e = backend_error(&body, backend);
-        assert!(
-            e.contains("wrongpass") || e.contains("password"),
-            "{backend}: {body}"
-        );
-    }
-    let (s, _) = Api::new(&server).trigger("news", "ev", "x").await;
-    assert_eq!(s, 503);
     let coordinator = RedisCoordinator::connect(
         &RedisTarget::Cluster(wrong),
         "cpw-wrong",
