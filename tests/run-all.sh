@@ -21,6 +21,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== fuzz targets compile (server/fuzz, without the libFuzzer C++ build)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/fuzz-check" \
+  cargo check --manifest-path server/fuzz/Cargo.toml --locked --no-default-features --bins
 
 log="$(mktemp)"
 trap 'rm -f "$log" "$cp_log"' EXIT
