@@ -235,6 +235,24 @@ async fn next_seq_twice(c: &dyn Coordinator) {
     }
 }
 
+/// The error of a fresh Redis coordinator's first number on `target`, lower-cased.
+async fn redis_coordinator_error(target: &RedisTarget, prefix: &str) -> String {
+    let coordinator = RedisCoordinator::connect(target, prefix, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let key = StreamKey {
+        app_id: "1",
+        channel: "c",
+        conflation_key: None,
+    };
+    coordinator
+        .next_seq(key)
+        .await
+        .unwrap_err()
+        .to_string()
+        .to_lowercase()
+}
+
 /// The error of one backend in `/ready`, lower-cased.
 fn backend_error(body: &Value, backend: &str) -> String {
     body["backends"][backend]["error"]
@@ -386,16 +404,8 @@ async fn redis_wrong_ca_is_reported() {
     .await;
     // The coordinator's own connection names the same cause.
     let target = RedisTarget::Standalone(standalone(&redis, Some(tls_with(&wrong))));
-    let coordinator = RedisCoordinator::connect(&target, "wrong", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let key = StreamKey {
-        app_id: "1",
-        channel: "c",
-        conflation_key: None,
-    };
-    let e = coordinator.next_seq(key).await.unwrap_err().to_string();
-    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let e = redis_coordinator_error(&target, "wrong").await;
+    assert!(e.contains("certificate"), "{e}");
 }
 
 /// `requirepass` and an ACL user: the adapter, cache and limiter authenticate with
@@ -480,20 +490,8 @@ async fn redis_cluster_wrong_ca_is_reported() {
         e.contains("certificate") || e.contains("unknownissuer")
     })
     .await;
-    let coordinator = RedisCoordinator::connect(
-        &RedisTarget::Cluster(section),
-        "cwrong",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let key = StreamKey {
-        app_id: "1",
-        channel: "c",
-        conflation_key: None,
-    };
-    let e = coordinator.next_seq(key).await.unwrap_err().to_string();
-    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let e = redis_coordinator_error(&RedisTarget::Cluster(section), "cwrong").await;
+    assert!(e.contains("certificate"), "{e}");
 }
 
 /// A Redis Cluster whose every node has `requirepass`/`masterauth` and an ACL user: the
@@ -574,23 +572,8 @@ async fn redis_cluster_with_password_and_acl_user() {
         e.contains("wrongpass") || e.contains("password")
     })
     .await;
-    let coordinator = RedisCoordinator::connect(
-        &RedisTarget::Cluster(wrong),
-        "cpw-wrong",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let key = StreamKey {
-        app_id: "1",
-        channel: "c",
-        conflation_key: None,
-    };
-    let e = coordinator.next_seq(key).await.unwrap_err().to_string();
-    assert!(
-        e.to_lowercase().contains("wrongpass") || e.to_lowercase().contains("password"),
-        "{e}"
-    );
+    let e = redis_coordinator_error(&RedisTarget::Cluster(wrong), "cpw-wrong").await;
+    assert!(e.contains("wrongpass") || e.contains("password"), "{e}");
 }
 
 /// The same through the binary: `sockudo` processes whose config file carries the `tls` block,
@@ -747,7 +730,7 @@ async fn nats_over_tls_with_user_password() {
     assert_eq!(body["status"], "degraded");
     let kv = NatsCoordinator::new(untrusted, "tlsca", Duration::from_secs(60));
     let e = kv.next_seq(key).await.unwrap_err().to_string();
-    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(e.contains("certificate"), "{e}");
 }
 
 /// `verify: true`: the server requires a client certificate, sent from `tls.cert_file`/`key_file`.
