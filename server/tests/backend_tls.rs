@@ -235,6 +235,22 @@ async fn next_seq_twice(c: &dyn Coordinator) {
     }
 }
 
+/// Redis with `requirepass default-secret` and an ACL user `sockudo` / `user-secret`.
+fn password_setup() -> RedisSetup {
+    RedisSetup {
+        password: Some("default-secret".into()),
+        user: Some(("sockudo".into(), "user-secret".into())),
+        ..RedisSetup::default()
+    }
+}
+
+/// The default user's password as a `password_file` in `dir`.
+fn password_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("redis-password");
+    std::fs::write(&path, "default-secret\n").unwrap();
+    path
+}
+
 /// The error of a fresh Redis coordinator's first number on `target`, lower-cased.
 async fn redis_coordinator_error(target: &RedisTarget, prefix: &str) -> String {
     let coordinator = RedisCoordinator::connect(target, prefix, Duration::from_secs(60))
@@ -412,18 +428,9 @@ async fn redis_wrong_ca_is_reported() {
 /// `username`/`password` (inline) or `password_file`; a wrong password is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_password_and_acl_user() {
-    let redis = blocking(|| {
-        RedisServer::start_with(RedisSetup {
-            password: Some("default-secret".into()),
-            user: Some(("sockudo".into(), "user-secret".into())),
-            ..RedisSetup::default()
-        })
-        .unwrap()
-    })
-    .await;
+    let redis = blocking(|| RedisServer::start_with(password_setup()).unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let pw_file = dir.path().join("redis-password");
-    std::fs::write(&pw_file, "default-secret\n").unwrap();
+    let pw_file = password_file(&dir);
 
     let mut acl = redis_everything("pw-a", AdapterDriver::Redis);
     acl.database.redis = Some(RedisConnection {
@@ -500,22 +507,9 @@ async fn redis_cluster_wrong_ca_is_reported() {
 /// reported by every consumer and publishes are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_with_password_and_acl_user() {
-    let cluster = blocking(|| {
-        RedisCluster::start_with(
-            3,
-            0,
-            RedisSetup {
-                password: Some("default-secret".into()),
-                user: Some(("sockudo".into(), "user-secret".into())),
-                ..RedisSetup::default()
-            },
-        )
-        .unwrap()
-    })
-    .await;
+    let cluster = blocking(|| RedisCluster::start_with(3, 0, password_setup()).unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let pw_file = dir.path().join("redis-password");
-    std::fs::write(&pw_file, "default-secret\n").unwrap();
+    let pw_file = password_file(&dir);
     let acl = RedisClusterConnection {
         username: Some("sockudo".into()),
         password: Some("user-secret".into()),
