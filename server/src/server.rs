@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use sockudo_config::{ConfigError, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -129,26 +128,11 @@ pub async fn start(
 
     let mut tasks = Vec::new();
     let app = crate::http::router(state.clone());
-    let mut stop = lifecycle.stop_signal();
-    tasks.push(tokio::spawn(async move {
-        // Small frames must leave at once: with Nagle's algorithm a frame written while the
-        // previous one is unacknowledged waits for the client's delayed ACK (up to 40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
+    tasks.push(tokio::spawn(crate::http::serve::serve(
+        listener,
+        app,
+        lifecycle.stop_signal(),
+    )));
     if let Some(l) = metrics_listener {
         let m = metrics.clone();
         let router = Router::new().route("/metrics", get(move || async move { m.render() }));

@@ -1,18 +1,25 @@
 //! One WebSocket connection: the upgrade, admission checks, and the per-socket task that reads
 //! frames, writes queued frames in batches, and keeps the activity / sign-in timers.
 
+pub mod frame;
 pub mod handle;
 pub mod outbox;
 mod session;
+pub mod upgrade;
 mod wake;
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 
 use crate::apps::App;
 use crate::http::error::ApiError;
@@ -22,15 +29,15 @@ use crate::rate_limit::client_ip::client_ip;
 use crate::rate_limit::{Verdict, enforce};
 use crate::socket_id::SocketId;
 use crate::state::ServerState;
-use handle::ConnHandle;
+use handle::{ConnHandle, Frame};
+use outbox::Outbox;
 use session::Session;
+use upgrade::{Socket, WsUpgrade};
 
-/// Small per-socket buffers keep idle connections cheap; bursts grow them temporarily.
+/// A small read buffer keeps idle connections cheap; bursts grow it temporarily.
 const READ_BUFFER: usize = 4 * 1024;
-const WRITE_BUFFER: usize = 8 * 1024;
-/// Bytes buffered for one slow socket before writes fail and the socket is dropped.
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
-/// How long a server-initiated close waits for the client's close frame.
+/// How long a server-initiated close waits for the client's close frame, and a closing
+/// connection for its last frames to be written.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /app/{key}`: upgrade, unless draining. Over the connect rate limit: 4100 after the upgrade.
@@ -39,7 +46,7 @@ pub async fn upgrade(
     Path(key): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     if state.lifecycle.is_draining() {
         return ApiError::new(
@@ -75,61 +82,77 @@ pub async fn upgrade(
             Verdict::Allowed(_) => {}
         }
     }
+    let max_queued = state.config.websocket.max_outbound_messages;
+    let max_payload = state.config.websocket.max_payload_kb * 1024;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        // Everything tungstenite writes goes straight to the outbox.
+        .write_buffer_size(0)
+        .max_message_size(Some(max_payload))
+        .max_frame_size(Some(max_payload));
     if let Some(message) = refusal {
-        return ws
-            .on_upgrade(move |mut socket| async move {
-                refuse_with(&mut socket, ErrorCode::OverCapacity, &message).await;
-            })
-            .into_response();
+        return ws.on_upgrade(move |upgraded| async move {
+            let (mut socket, outbox) = upgraded.into_socket(config, max_queued).await;
+            refuse_with(&mut socket, &outbox, ErrorCode::OverCapacity, &message).await;
+            finish(&outbox).await;
+        });
     }
     let origin = headers
         .get("origin")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let max_payload = state.config.websocket.max_payload_kb * 1024;
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(max_payload)
-        .max_frame_size(max_payload)
-        .on_upgrade(move |socket| run(state, socket, key, origin))
+    ws.on_upgrade(move |upgraded| async move {
+        let (socket, outbox) = upgraded.into_socket(config, max_queued).await;
+        run(state, socket, outbox.clone(), key, origin).await;
+        finish(&outbox).await;
+    })
 }
 
-/// Sends a close frame and waits briefly for the client's reply: dropping the TCP stream at
-/// once could reset it and lose the close code on the way.
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let sent = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
-    if sent.is_err() {
+/// Writes what is still queued (for a while), then closes the socket's sending side.
+async fn finish(outbox: &Outbox) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, outbox.flushed()).await;
+    outbox.close();
+}
+
+/// Sends a close frame and waits briefly for the client's reply, writing queued frames
+/// meanwhile: dropping the TCP stream at once could reset it and lose the close code.
+async fn close(socket: &mut Socket, outbox: &Outbox, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }));
+    if socket.send(frame).await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(msg)) = socket.recv().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
+    let _ = tokio::time::timeout(
+        CLOSE_WAIT,
+        poll_fn(|cx| {
+            if outbox.poll_write(cx).is_ready() {
+                return Poll::Ready(());
             }
-        }
-    })
+            loop {
+                match socket.poll_next_unpin(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => {
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Some(Ok(_))) => {}
+                }
+            }
+        }),
+    )
     .await;
 }
 
-async fn refuse(socket: &mut WebSocket, code: ErrorCode, message: &'static str) {
-    let _ = socket
-        .send(Message::Text(frames::error(code, message).into()))
-        .await;
-    close(socket, code.code(), message).await;
+async fn refuse(socket: &mut Socket, outbox: &Outbox, code: ErrorCode, message: &'static str) {
+    let _ = outbox.send(&Frame::text(frames::error(code, message)));
+    close(socket, outbox, code.code(), message).await;
 }
 
 /// Like [`refuse`], with a message built at run time (the close reason stays generic).
-async fn refuse_with(socket: &mut WebSocket, code: ErrorCode, message: &str) {
-    let _ = socket
-        .send(Message::Text(frames::error(code, message).into()))
-        .await;
-    close(socket, code.code(), close_reason(code.code())).await;
+async fn refuse_with(socket: &mut Socket, outbox: &Outbox, code: ErrorCode, message: &str) {
+    let _ = outbox.send(&Frame::text(frames::error(code, message)));
+    close(socket, outbox, code.code(), close_reason(code.code())).await;
 }
 
 pub(crate) fn close_reason(code: u16) -> &'static str {
@@ -146,24 +169,49 @@ pub(crate) fn close_reason(code: u16) -> &'static str {
 /// Admission: app known and enabled, origin allowed, node and app quotas.
 async fn admit(
     state: &ServerState,
-    socket: &mut WebSocket,
+    socket: &mut Socket,
+    outbox: &Outbox,
     key: &str,
     origin: Option<&str>,
 ) -> Option<Arc<App>> {
     let Some(app) = state.apps.by_key(key) else {
-        refuse(socket, ErrorCode::AppNotFound, "application does not exist").await;
+        refuse(
+            socket,
+            outbox,
+            ErrorCode::AppNotFound,
+            "application does not exist",
+        )
+        .await;
         return None;
     };
     if !app.enabled {
-        refuse(socket, ErrorCode::AppDisabled, "application is disabled").await;
+        refuse(
+            socket,
+            outbox,
+            ErrorCode::AppDisabled,
+            "application is disabled",
+        )
+        .await;
         return None;
     }
     if !app.origin_allowed(origin) {
-        refuse(socket, ErrorCode::Unauthorized, "origin not allowed").await;
+        refuse(
+            socket,
+            outbox,
+            ErrorCode::Unauthorized,
+            "origin not allowed",
+        )
+        .await;
         return None;
     }
     if !state.hub().try_add_connection(state.config.max_connections) {
-        refuse(socket, ErrorCode::OverCapacity, "server is over capacity").await;
+        refuse(
+            socket,
+            outbox,
+            ErrorCode::OverCapacity,
+            "server is over capacity",
+        )
+        .await;
         return None;
     }
     // The quota is cluster-wide: other nodes' connections (replicated) count against it.
@@ -176,6 +224,7 @@ async fn admit(
         state.hub().remove_connection();
         refuse(
             socket,
+            outbox,
             ErrorCode::OverQuota,
             "application is over its connection quota",
         )
@@ -185,26 +234,33 @@ async fn admit(
     Some(app)
 }
 
-async fn run(state: Arc<ServerState>, mut socket: WebSocket, key: String, origin: Option<String>) {
-    let Some(app) = admit(&state, &mut socket, &key, origin.as_deref()).await else {
+async fn run(
+    state: Arc<ServerState>,
+    mut socket: Socket,
+    outbox: Arc<Outbox>,
+    key: String,
+    origin: Option<String>,
+) {
+    let Some(app) = admit(&state, &mut socket, &outbox, &key, origin.as_deref()).await else {
         return;
     };
     let socket_id = SocketId::random();
-    let handle = Arc::new(ConnHandle::new(
+    let handle = Arc::new(ConnHandle::with_outbox(
         socket_id,
         Arc::from(app.id.as_str()),
-        state.config.websocket.max_outbound_messages,
+        outbox,
     ));
     state.metrics.connections.inc();
     state.metrics.connections_total.inc();
     let established =
         frames::connection_established(&socket_id.to_string(), state.config.activity_timeout);
-    if socket.send(Message::Text(established.into())).await.is_ok() {
+    if handle.send(&Frame::text(established)) {
         tracing::debug!(%socket_id, app_id = %app.id, "connected");
         let mut session = Session::new(state.clone(), app.clone(), handle.clone());
         session.run(&mut socket).await;
-        // Nothing is written any more: later deliveries are not counted as sent.
-        handle.outbox.close();
+        // What is queued still leaves (the close frame, a reply to the client's close); then
+        // nothing more is accepted, so later deliveries are not counted as sent.
+        finish(&handle.outbox).await;
         session.cleanup();
     }
     state.metrics.connections.dec();

@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockudo_config::RateLimit;
 use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::apps::App;
 use crate::auth;
 use crate::cache::cache_channel_key;
 use crate::channel::{ChannelKind, ChannelType, SERVER_TO_USER_PREFIX, validate_name};
 use crate::connection::handle::{ConnHandle, Frame};
+use crate::connection::upgrade::Socket;
 use crate::connection::wake::Gate;
 use crate::connection::{close, close_reason};
 use crate::delta::Algorithm;
@@ -29,9 +30,6 @@ use crate::protocol::codes::CLOSE_MESSAGE_TOO_BIG;
 use crate::protocol::server::{self as frames, EventData};
 use crate::rate_limit::{gcra, now_micros};
 use crate::state::ServerState;
-
-/// Frames written per flush: bounds the time one busy socket holds its task.
-const MAX_BATCH: usize = 64;
 
 struct Subscription {
     kind: ChannelType,
@@ -62,8 +60,8 @@ pub(super) struct Session {
 /// Why the connection task woke.
 enum Event {
     Close(u16),
-    Frame(Frame),
-    Read(Option<Result<Message, axum::Error>>),
+    WriteFailed,
+    Read(Option<Result<Message, tungstenite::Error>>),
     Timer,
 }
 
@@ -119,7 +117,7 @@ impl Session {
         self.send(frames::error(code, message));
     }
 
-    pub(super) async fn run(&mut self, socket: &mut WebSocket) {
+    pub(super) async fn run(&mut self, socket: &mut Socket) {
         let config = &self.state.config;
         let activity = Duration::from_secs(config.activity_timeout.max(1));
         let pong_timeout = Duration::from_secs(config.pong_timeout.max(1));
@@ -146,6 +144,7 @@ impl Session {
 
         let code = loop {
             // The order is the priority: closes, then queued frames, then the client, then timers.
+            // Queued frames are written right here; the outbox wakes the task when there are.
             let event = poll_fn(|cx| {
                 if let Poll::Ready(code) = handle.poll_close(cx) {
                     return Poll::Ready(Event::Close(code));
@@ -156,8 +155,9 @@ impl Session {
                 {
                     return Poll::Ready(Event::Close(ErrorCode::Reconnect.code()));
                 }
-                if let Poll::Ready(frame) = handle.outbox.poll_pop(cx) {
-                    return Poll::Ready(Event::Frame(frame));
+                if let Poll::Ready(e) = handle.outbox.poll_write(cx) {
+                    tracing::debug!(socket_id = %self.socket_id, error = %e, "write failed");
+                    return Poll::Ready(Event::WriteFailed);
                 }
                 if let Poll::Ready(msg) = read_gate.poll(cx, |cx| socket.poll_next_unpin(cx)) {
                     return Poll::Ready(Event::Read(msg));
@@ -169,32 +169,18 @@ impl Session {
             .await;
             match event {
                 Event::Close(code) => break code,
-                Event::Frame(first) => {
-                    if socket.feed(Message::Text(first)).await.is_err() {
-                        return;
-                    }
-                    for _ in 1..MAX_BATCH {
-                        let Some(f) = handle.outbox.pop() else { break };
-                        if socket.feed(Message::Text(f)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if socket.flush().await.is_err() {
-                        return;
-                    }
-                }
+                Event::WriteFailed => return,
                 Event::Read(msg) => {
                     last_seen = Instant::now();
                     ping_sent = None;
                     match msg {
                         None | Some(Ok(Message::Close(_))) => return,
+                        Some(Err(tungstenite::Error::Capacity(e))) => {
+                            tracing::debug!(socket_id = %self.socket_id, error = %e, "frame too big");
+                            break CLOSE_MESSAGE_TOO_BIG;
+                        }
                         Some(Err(e)) => {
-                            // The WebSocket layer reports an over-long message as a capacity error.
-                            let text = e.to_string();
-                            if text.contains("too long") || text.contains("Space limit") {
-                                tracing::debug!(socket_id = %self.socket_id, error = %text, "frame too big");
-                                break CLOSE_MESSAGE_TOO_BIG;
-                            }
+                            tracing::debug!(socket_id = %self.socket_id, error = %e, "read failed");
                             return;
                         }
                         Some(Ok(Message::Text(text))) => {
@@ -244,15 +230,12 @@ impl Session {
                 }
             }
         };
-        if code != ErrorCode::OverCapacity.code() {
-            // Frames queued before the close (e.g. the `pusher:error` explaining it) go first.
-            while let Some(f) = handle.outbox.pop() {
-                if socket.feed(Message::Text(f)).await.is_err() {
-                    return;
-                }
-            }
+        // Frames queued before the close (e.g. the `pusher:error` explaining it) leave first,
+        // except for a consumer too slow to take them.
+        if code == ErrorCode::OverCapacity.code() {
+            handle.outbox.discard_queued();
         }
-        close(socket, code, close_reason(code)).await;
+        close(socket, &handle.outbox, code, close_reason(code)).await;
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {

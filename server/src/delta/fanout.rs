@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::handle::{ConnHandle, Frame};
+use crate::connection::handle::{ConnHandle, Delivery, Frame};
 use crate::delta::algorithm::Algorithm;
 use crate::delta::metrics::DeltaMetrics;
 use crate::delta::socket::Base;
@@ -96,8 +96,8 @@ impl<'a> FanOut<'a> {
     /// (two HTTP publishes on this node, or one local and one from another node) then reach the
     /// socket in the order in which they moved its base, so a delta is never queued ahead of the
     /// frame it is based on.
-    pub fn send_to(&mut self, conn: &ConnHandle) -> bool {
-        self.deliver(conn, |f| conn.send(f))
+    pub fn send_to(&mut self, conn: &ConnHandle, how: Delivery) -> bool {
+        self.deliver(conn, |f| conn.deliver(f, how))
     }
 
     fn deliver<R>(&mut self, conn: &ConnHandle, out_fn: impl FnOnce(&Frame) -> R) -> R {
@@ -168,7 +168,10 @@ impl<'a> FanOut<'a> {
             return f.clone();
         }
         self.encodes += 1;
-        let out = match algorithm.encode(base.frame.as_bytes(), self.plain.as_bytes()) {
+        let out = match algorithm.encode(
+            base.frame.as_str().as_bytes(),
+            self.plain.as_str().as_bytes(),
+        ) {
             Ok(d) => {
                 let f = wire::delta(
                     self.channel,

@@ -3,6 +3,7 @@
 pub mod channels;
 pub mod error;
 pub mod events;
+pub mod serve;
 pub mod signature;
 pub mod signed;
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::connection::handle::{ConnHandle, Frame};
+use crate::connection::handle::{ConnHandle, Delivery, Frame};
 use crate::delta::{DeltaDecision, DeltaMetrics, FanOut};
 use crate::protocol::server as frames;
 use crate::socket_id::SocketId;
@@ -177,9 +177,10 @@ struct ChannelState {
 
 impl ChannelState {
     fn broadcast(&self, frame: &Frame, except: Option<SocketId>) -> usize {
+        let how = Delivery::for_fan_out(self.sockets.len());
         let mut sent = 0;
         for (id, conn) in &self.sockets {
-            if Some(*id) != except && conn.send(frame) {
+            if Some(*id) != except && conn.deliver(frame, how) {
                 sent += 1;
             }
         }
@@ -197,15 +198,16 @@ impl ChannelState {
         metrics: &DeltaMetrics,
     ) -> usize {
         let mut fan_out = FanOut::new(channel, frame, decision);
+        let how = Delivery::for_fan_out(self.sockets.len());
         let mut sent = 0;
         for (id, conn) in &self.sockets {
             if Some(*id) == except {
                 continue;
             }
             let ok = if conn.delta.is_active() {
-                fan_out.send_to(conn)
+                fan_out.send_to(conn, how)
             } else {
-                conn.send(frame)
+                conn.deliver(frame, how)
             };
             if ok {
                 sent += 1;

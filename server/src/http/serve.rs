@@ -1,0 +1,105 @@
+//! The main port's accept loop: HTTP/1.1 with upgrades, one task per TCP connection.
+//!
+//! axum's `serve` wraps each stream in a private type, so an upgraded WebSocket could only be
+//! used through hyper's boxed `Upgraded`. Serving the connections here keeps the stream a plain
+//! `TcpStream` after the upgrade: publishers can then write frames to an idle socket themselves
+//! (see `connection::outbox`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
+
+/// The stream type an upgraded request hands back (see `connection::upgrade`).
+pub type ServedIo = TokioIo<TcpStream>;
+
+/// A client that sends no complete request head in this time is dropped (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `router` until `stop` turns true, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    // Every connection task holds a sender: when all are gone, every connection has ended.
+    let (live, mut all_done) = mpsc::channel::<()>(1);
+    let (closing_tx, closing) = watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_per_connection(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Small frames must leave at once: with Nagle's algorithm a frame written while the
+        // previous one is unacknowledged waits for the client's delayed ACK (up to 40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        tokio::spawn(serve_connection(
+            tcp,
+            peer,
+            router.clone(),
+            closing.clone(),
+            live.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    drop(live);
+    let _ = all_done.recv().await;
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    mut closing: watch::Receiver<bool>,
+    _live: mpsc::Sender<()>,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let closing = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = closing => {
+            // Finish the request in flight, then close instead of keeping the connection alive.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Errors that concern one connection only (the peer gave up during the handshake).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
