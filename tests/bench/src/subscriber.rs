@@ -181,11 +181,15 @@ async fn wait_for(ws: &mut RawWs, event: &str) -> Result<()> {
 /// Receives until `stop` flips, then sends a close frame.
 async fn receive(mut ws: RawWs, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let ping_reply = r#"{"event":"pusher:pong","data":{}}"#;
+    // One wait on the stop signal for the connection's life: re-creating it for every frame
+    // re-registers with the signal each time, a measurable share of the generator's core.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let mut pong = false;
         tokio::select! {
             biased;
-            _ = stop.changed() => {
+            _ = &mut stopped => {
                 // Best effort: the server may already be gone.
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(1000)).await;
                 return;
