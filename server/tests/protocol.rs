@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -522,4 +522,125 @@ async fn graceful_shutdown_drains_then_closes_4200() {
     assert_eq!(a.next().await["event"], "pusher:pong");
     assert_eq!(close_code(&mut a.ws, Duration::from_secs(3)).await, 4200);
     drain.await.unwrap();
+}
+
+/// Events of 16 KiB, numbered; many enough (12.5 MiB) to fill a stalled reader's socket buffers.
+const BULK_EVENTS: usize = 800;
+
+async fn publish_bulk(api: &Api, channel: &str) {
+    let pad = "x".repeat(16 * 1024);
+    for seq in 0..BULK_EVENTS {
+        let (status, body) = api
+            .trigger(channel, "bulk", &format!("{seq:05}{pad}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Reads the bulk events in order, each whole.
+async fn read_bulk(c: &mut Client) {
+    for seq in 0..BULK_EVENTS {
+        let f = c.next().await;
+        assert_eq!(f["event"], "bulk");
+        let data = f["data"].as_str().unwrap();
+        assert_eq!(&data[..5], format!("{seq:05}"), "in order");
+        assert_eq!(data.len(), 5 + 16 * 1024, "whole");
+    }
+}
+
+/// Publishers write to an idle socket themselves and queue behind a busy one: a subscriber that
+/// stops reading gets every frame whole and in order once it reads again, and the subscriber
+/// next to it is not held up meanwhile.
+#[tokio::test]
+async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
+    let mut cfg = config();
+    cfg.apps[0].limits.max_event_payload_kb = 32;
+    cfg.websocket.max_outbound_messages = 10_000;
+    let server = start(cfg).await;
+    let api = Api::new(&server);
+    let mut paused = connect(&server).await;
+    let mut reading = connect(&server).await;
+    paused.subscribe("bulk").await;
+    reading.subscribe("bulk").await;
+    let reader = tokio::spawn(async move {
+        read_bulk(&mut reading).await;
+        reading
+    });
+    publish_bulk(&api, "bulk").await;
+    let mut reading = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the reading subscriber got everything while the other was paused")
+        .unwrap();
+    read_bulk(&mut paused).await;
+    let (_, info) = api
+        .get(
+            &format!("/apps/{APP_ID}/channels/bulk"),
+            &[("info", "subscription_count")],
+        )
+        .await;
+    assert_eq!(info["subscription_count"], 2, "nobody was dropped: {info}");
+    silent(&mut reading.ws, 100).await;
+}
+
+/// A subscriber that does not read while its queue passes `max_outbound_messages` is dropped;
+/// the others on the channel get everything.
+#[tokio::test]
+async fn a_consumer_too_slow_is_dropped_without_holding_up_the_others() {
+    let mut cfg = config();
+    cfg.apps[0].limits.max_event_payload_kb = 32;
+    cfg.websocket.max_outbound_messages = 20;
+    let server = start(cfg).await;
+    let api = Api::new(&server);
+    let mut stalled = connect(&server).await;
+    let mut reading = connect(&server).await;
+    stalled.subscribe("bulk").await;
+    reading.subscribe("bulk").await;
+    let reader = tokio::spawn(async move {
+        read_bulk(&mut reading).await;
+        reading
+    });
+    publish_bulk(&api, "bulk").await;
+    // Kept open: only the stalled subscriber may leave the channel.
+    let _reading = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the reading subscriber got everything")
+        .unwrap();
+    // The close waits a while for the client's reply and for its last frames to leave.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, info) = api
+            .get(
+                &format!("/apps/{APP_ID}/channels/bulk"),
+                &[("info", "subscription_count")],
+            )
+            .await;
+        if info["subscription_count"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled subscriber is still there: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Reading again, the stalled client finds the frames that were already on their way, then
+    // the end of the connection (the close frame, or a cut if its buffers never drained).
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut frames = 0;
+        loop {
+            match stalled.ws.next().await {
+                Some(Ok(Message::Text(_))) => frames += 1,
+                Some(Ok(Message::Close(c))) => break (frames, c.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break (frames, None),
+            }
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert!(
+        ended.0 < BULK_EVENTS,
+        "it did not get everything: {ended:?}"
+    );
+    assert!(matches!(ended.1, None | Some(4100)), "{ended:?}");
 }

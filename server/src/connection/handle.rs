@@ -44,8 +44,9 @@ impl Delivery {
 pub struct ConnHandle {
     pub socket_id: SocketId,
     pub app_id: Arc<str>,
-    /// Everything written to the socket goes through here.
-    pub outbox: Arc<Outbox>,
+    /// Everything written to the socket goes through here (inline: it is what a delivery
+    /// touches, so the handle and the outbox share cache lines).
+    pub outbox: Outbox,
     /// Delta compression state (inactive until the client opts in).
     pub delta: SocketDelta,
     /// Close code requested by someone else (0: none).
@@ -57,10 +58,10 @@ pub struct ConnHandle {
 impl ConnHandle {
     /// A handle without a socket, whose queue holds at most `max_queued` frames (tests).
     pub fn new(socket_id: SocketId, app_id: Arc<str>, max_queued: usize) -> Self {
-        Self::with_outbox(socket_id, app_id, Arc::new(Outbox::detached(max_queued)))
+        Self::with_outbox(socket_id, app_id, Outbox::detached(max_queued))
     }
 
-    pub fn with_outbox(socket_id: SocketId, app_id: Arc<str>, outbox: Arc<Outbox>) -> Self {
+    pub fn with_outbox(socket_id: SocketId, app_id: Arc<str>, outbox: Outbox) -> Self {
         ConnHandle {
             socket_id,
             app_id,

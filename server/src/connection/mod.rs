@@ -30,7 +30,6 @@ use crate::rate_limit::{Verdict, enforce};
 use crate::socket_id::SocketId;
 use crate::state::ServerState;
 use handle::{ConnHandle, Frame};
-use outbox::Outbox;
 use session::Session;
 use upgrade::{Socket, WsUpgrade};
 
@@ -90,11 +89,18 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(Some(max_payload))
         .max_frame_size(Some(max_payload));
+    // The app the key names, if any: the handle carries its id from the start.
+    let app = state.apps.by_key(&key);
+    let app_id: Arc<str> = app
+        .as_ref()
+        .map_or_else(|| Arc::from(""), |app| Arc::from(app.id.as_str()));
     if let Some(message) = refusal {
         return ws.on_upgrade(move |upgraded| async move {
-            let (mut socket, outbox) = upgraded.into_socket(config, max_queued).await;
-            refuse_with(&mut socket, &outbox, ErrorCode::OverCapacity, &message).await;
-            finish(&outbox).await;
+            let (mut socket, conn) = upgraded
+                .into_socket(config, SocketId::random(), app_id, max_queued)
+                .await;
+            refuse_with(&mut socket, &conn, ErrorCode::OverCapacity, &message).await;
+            finish(&conn).await;
         });
     }
     let origin = headers
@@ -102,21 +108,22 @@ pub async fn upgrade(
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     ws.on_upgrade(move |upgraded| async move {
-        let (socket, outbox) = upgraded.into_socket(config, max_queued).await;
-        run(state, socket, outbox.clone(), key, origin).await;
-        finish(&outbox).await;
+        let (socket, conn) = upgraded
+            .into_socket(config, SocketId::random(), app_id, max_queued)
+            .await;
+        run(state, socket, conn, app, origin).await;
     })
 }
 
 /// Writes what is still queued (for a while), then closes the socket's sending side.
-async fn finish(outbox: &Outbox) {
-    let _ = tokio::time::timeout(CLOSE_WAIT, outbox.flushed()).await;
-    outbox.close();
+async fn finish(conn: &ConnHandle) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, conn.outbox.flushed()).await;
+    conn.outbox.close();
 }
 
 /// Sends a close frame and waits briefly for the client's reply, writing queued frames
 /// meanwhile: dropping the TCP stream at once could reset it and lose the close code.
-async fn close(socket: &mut Socket, outbox: &Outbox, code: u16, reason: &'static str) {
+async fn close(socket: &mut Socket, conn: &ConnHandle, code: u16, reason: &'static str) {
     let frame = Message::Close(Some(CloseFrame {
         code: code.into(),
         reason: reason.into(),
@@ -127,7 +134,7 @@ async fn close(socket: &mut Socket, outbox: &Outbox, code: u16, reason: &'static
     let _ = tokio::time::timeout(
         CLOSE_WAIT,
         poll_fn(|cx| {
-            if outbox.poll_write(cx).is_ready() {
+            if conn.outbox.poll_write(cx).is_ready() {
                 return Poll::Ready(());
             }
             loop {
@@ -144,15 +151,15 @@ async fn close(socket: &mut Socket, outbox: &Outbox, code: u16, reason: &'static
     .await;
 }
 
-async fn refuse(socket: &mut Socket, outbox: &Outbox, code: ErrorCode, message: &'static str) {
-    let _ = outbox.send(&Frame::text(frames::error(code, message)));
-    close(socket, outbox, code.code(), message).await;
+async fn refuse(socket: &mut Socket, conn: &ConnHandle, code: ErrorCode, message: &'static str) {
+    conn.send(&Frame::text(frames::error(code, message)));
+    close(socket, conn, code.code(), message).await;
 }
 
 /// Like [`refuse`], with a message built at run time (the close reason stays generic).
-async fn refuse_with(socket: &mut Socket, outbox: &Outbox, code: ErrorCode, message: &str) {
-    let _ = outbox.send(&Frame::text(frames::error(code, message)));
-    close(socket, outbox, code.code(), close_reason(code.code())).await;
+async fn refuse_with(socket: &mut Socket, conn: &ConnHandle, code: ErrorCode, message: &str) {
+    conn.send(&Frame::text(frames::error(code, message)));
+    close(socket, conn, code.code(), close_reason(code.code())).await;
 }
 
 pub(crate) fn close_reason(code: u16) -> &'static str {
@@ -170,14 +177,14 @@ pub(crate) fn close_reason(code: u16) -> &'static str {
 async fn admit(
     state: &ServerState,
     socket: &mut Socket,
-    outbox: &Outbox,
-    key: &str,
+    conn: &ConnHandle,
+    app: Option<Arc<App>>,
     origin: Option<&str>,
 ) -> Option<Arc<App>> {
-    let Some(app) = state.apps.by_key(key) else {
+    let Some(app) = app else {
         refuse(
             socket,
-            outbox,
+            conn,
             ErrorCode::AppNotFound,
             "application does not exist",
         )
@@ -187,7 +194,7 @@ async fn admit(
     if !app.enabled {
         refuse(
             socket,
-            outbox,
+            conn,
             ErrorCode::AppDisabled,
             "application is disabled",
         )
@@ -195,19 +202,13 @@ async fn admit(
         return None;
     }
     if !app.origin_allowed(origin) {
-        refuse(
-            socket,
-            outbox,
-            ErrorCode::Unauthorized,
-            "origin not allowed",
-        )
-        .await;
+        refuse(socket, conn, ErrorCode::Unauthorized, "origin not allowed").await;
         return None;
     }
     if !state.hub().try_add_connection(state.config.max_connections) {
         refuse(
             socket,
-            outbox,
+            conn,
             ErrorCode::OverCapacity,
             "server is over capacity",
         )
@@ -224,7 +225,7 @@ async fn admit(
         state.hub().remove_connection();
         refuse(
             socket,
-            outbox,
+            conn,
             ErrorCode::OverQuota,
             "application is over its connection quota",
         )
@@ -237,19 +238,15 @@ async fn admit(
 async fn run(
     state: Arc<ServerState>,
     mut socket: Socket,
-    outbox: Arc<Outbox>,
-    key: String,
+    handle: Arc<ConnHandle>,
+    app: Option<Arc<App>>,
     origin: Option<String>,
 ) {
-    let Some(app) = admit(&state, &mut socket, &outbox, &key, origin.as_deref()).await else {
+    let Some(app) = admit(&state, &mut socket, &handle, app, origin.as_deref()).await else {
+        finish(&handle).await;
         return;
     };
-    let socket_id = SocketId::random();
-    let handle = Arc::new(ConnHandle::with_outbox(
-        socket_id,
-        Arc::from(app.id.as_str()),
-        outbox,
-    ));
+    let socket_id = handle.socket_id;
     state.metrics.connections.inc();
     state.metrics.connections_total.inc();
     let established =
@@ -260,8 +257,10 @@ async fn run(
         session.run(&mut socket).await;
         // What is queued still leaves (the close frame, a reply to the client's close); then
         // nothing more is accepted, so later deliveries are not counted as sent.
-        finish(&handle.outbox).await;
+        finish(&handle).await;
         session.cleanup();
+    } else {
+        finish(&handle).await;
     }
     state.metrics.connections.dec();
     state.hub().app(&app.id).remove_connection();

@@ -235,7 +235,7 @@ impl Session {
         if code == ErrorCode::OverCapacity.code() {
             handle.outbox.discard_queued();
         }
-        close(socket, &handle.outbox, code, close_reason(code)).await;
+        close(socket, &handle, code, close_reason(code)).await;
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {

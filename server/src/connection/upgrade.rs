@@ -18,14 +18,15 @@ use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::handle::ConnHandle;
 use super::outbox::Outbox;
 use crate::http::error::ApiError;
 use crate::http::serve::ServedIo;
+use crate::socket_id::SocketId;
 
 /// A WebSocket as the connection task uses it: reads through tungstenite, writes via the outbox.
 pub type Socket = WebSocketStream<SocketIo>;
@@ -95,18 +96,18 @@ pub struct Upgraded {
 }
 
 impl Upgraded {
-    /// The WebSocket, and the outbox through which everything is written to it.
+    /// The WebSocket, and the connection's handle, whose outbox writes everything to it.
+    /// `app_id` is the app the key names (empty when it names none: admission refuses it).
     pub async fn into_socket(
         self,
         config: WebSocketConfig,
+        socket_id: SocketId,
+        app_id: Arc<str>,
         max_queued: usize,
-    ) -> (Socket, Arc<Outbox>) {
-        let (read, write) = self.tcp.into_split();
-        let outbox = Arc::new(Outbox::attached(write, max_queued));
-        let io = SocketIo {
-            read,
-            outbox: outbox.clone(),
-        };
+    ) -> (Socket, Arc<ConnHandle>) {
+        let outbox = Outbox::attached(self.tcp, max_queued);
+        let conn = Arc::new(ConnHandle::with_outbox(socket_id, app_id, outbox));
+        let io = SocketIo { conn: conn.clone() };
         let socket = WebSocketStream::from_partially_read(
             io,
             self.read_ahead.to_vec(),
@@ -114,7 +115,7 @@ impl Upgraded {
             Some(config),
         )
         .await;
-        (socket, outbox)
+        (socket, conn)
     }
 }
 
@@ -165,17 +166,26 @@ impl WsUpgrade {
 /// The socket as tungstenite sees it: reads from the TCP stream, writes into the outbox (which
 /// always accepts at once, so tungstenite never holds bytes of its own).
 pub struct SocketIo {
-    read: OwnedReadHalf,
-    outbox: Arc<Outbox>,
+    conn: Arc<ConnHandle>,
 }
 
 impl AsyncRead for SocketIo {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        let Some(tcp) = self.conn.outbox.socket() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            std::task::ready!(tcp.poll_read_ready(cx))?;
+            // A WouldBlock clears tokio's readiness, so the next poll waits for the reactor.
+            match tcp.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other.map(|_| ())),
+            }
+        }
     }
 }
 
@@ -185,10 +195,12 @@ impl AsyncWrite for SocketIo {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Poll::Ready(match self.outbox.send_raw(Bytes::copy_from_slice(buf)) {
-            Ok(()) => Ok(buf.len()),
-            Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
-        })
+        Poll::Ready(
+            match self.conn.outbox.send_raw(Bytes::copy_from_slice(buf)) {
+                Ok(()) => Ok(buf.len()),
+                Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
+            },
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
