@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use sockudo_server::RunningServer;
 use tokio_tungstenite::tungstenite::Message;
 
 fn data(frame: &Value) -> Value {
@@ -548,78 +549,83 @@ async fn read_bulk(c: &mut Client) {
     }
 }
 
-/// Publishers write to an idle socket themselves and queue behind a busy one: a subscriber that
-/// stops reading gets every frame whole and in order once it reads again, and the subscriber
-/// next to it is not held up meanwhile.
-#[tokio::test]
-async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
+/// Two subscribers of "bulk": `other` does not read while the bulk events are published;
+/// `reading` reads them all meanwhile (within 30 s) and is returned still subscribed.
+struct Bulk {
+    server: RunningServer,
+    api: Api,
+    other: Client,
+    reading: Client,
+}
+
+async fn publish_bulk_past_a_stalled_reader(max_outbound_messages: usize) -> Bulk {
     let mut cfg = config();
     cfg.apps[0].limits.max_event_payload_kb = 32;
-    cfg.websocket.max_outbound_messages = 10_000;
+    cfg.websocket.max_outbound_messages = max_outbound_messages;
     let server = start(cfg).await;
     let api = Api::new(&server);
-    let mut paused = connect(&server).await;
+    let mut other = connect(&server).await;
     let mut reading = connect(&server).await;
-    paused.subscribe("bulk").await;
+    other.subscribe("bulk").await;
     reading.subscribe("bulk").await;
     let reader = tokio::spawn(async move {
         read_bulk(&mut reading).await;
         reading
     });
     publish_bulk(&api, "bulk").await;
-    let mut reading = tokio::time::timeout(Duration::from_secs(30), reader)
+    let reading = tokio::time::timeout(Duration::from_secs(30), reader)
         .await
-        .expect("the reading subscriber got everything while the other was paused")
+        .expect("the reading subscriber got everything while the other did not read")
         .unwrap();
-    read_bulk(&mut paused).await;
+    Bulk {
+        server,
+        api,
+        other,
+        reading,
+    }
+}
+
+async fn bulk_subscribers(api: &Api) -> Value {
     let (_, info) = api
         .get(
             &format!("/apps/{APP_ID}/channels/bulk"),
             &[("info", "subscription_count")],
         )
         .await;
-    assert_eq!(info["subscription_count"], 2, "nobody was dropped: {info}");
-    silent(&mut reading.ws, 100).await;
+    info["subscription_count"].clone()
+}
+
+/// Publishers write to an idle socket themselves and queue behind a busy one: a subscriber that
+/// stops reading gets every frame whole and in order once it reads again, and the subscriber
+/// next to it is not held up meanwhile.
+#[tokio::test]
+async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
+    let mut bulk = publish_bulk_past_a_stalled_reader(10_000).await;
+    read_bulk(&mut bulk.other).await;
+    assert_eq!(bulk_subscribers(&bulk.api).await, 2, "nobody was dropped");
+    silent(&mut bulk.reading.ws, 100).await;
 }
 
 /// A subscriber that does not read while its queue passes `max_outbound_messages` is dropped;
 /// the others on the channel get everything.
 #[tokio::test]
 async fn a_consumer_too_slow_is_dropped_without_holding_up_the_others() {
-    let mut cfg = config();
-    cfg.apps[0].limits.max_event_payload_kb = 32;
-    cfg.websocket.max_outbound_messages = 20;
-    let server = start(cfg).await;
-    let api = Api::new(&server);
-    let mut stalled = connect(&server).await;
-    let mut reading = connect(&server).await;
-    stalled.subscribe("bulk").await;
-    reading.subscribe("bulk").await;
-    let reader = tokio::spawn(async move {
-        read_bulk(&mut reading).await;
-        reading
-    });
-    publish_bulk(&api, "bulk").await;
-    // Kept open: only the stalled subscriber may leave the channel.
-    let _reading = tokio::time::timeout(Duration::from_secs(30), reader)
-        .await
-        .expect("the reading subscriber got everything")
-        .unwrap();
+    let Bulk {
+        server: _server,
+        api,
+        other: mut stalled,
+        reading: _reading,
+    } = publish_bulk_past_a_stalled_reader(20).await;
     // The close waits a while for the client's reply and for its last frames to leave.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, info) = api
-            .get(
-                &format!("/apps/{APP_ID}/channels/bulk"),
-                &[("info", "subscription_count")],
-            )
-            .await;
-        if info["subscription_count"] == 1 {
+        let count = bulk_subscribers(&api).await;
+        if count == 1 {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the stalled subscriber is still there: {info}"
+            "the stalled subscriber is still there ({count} subscribers)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
