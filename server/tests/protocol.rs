@@ -650,3 +650,34 @@ async fn a_consumer_too_slow_is_dropped_without_holding_up_the_others() {
     );
     assert!(matches!(ended.1, None | Some(4100)), "{ended:?}");
 }
+
+/// Connections opened together are not all pinged in the same instant: each waits between
+/// `activity_timeout` and 10% more.
+#[tokio::test]
+async fn pings_of_connections_opened_together_are_spread() {
+    let mut cfg = config();
+    cfg.activity_timeout = 2;
+    let server = start(cfg).await;
+    let mut pinged = Vec::new();
+    for _ in 0..40 {
+        let opened = tokio::time::Instant::now();
+        let mut c = connect(&server).await;
+        pinged.push(tokio::spawn(async move {
+            assert_eq!(c.next().await["event"], "pusher:ping");
+            opened.elapsed()
+        }));
+    }
+    let mut waits = Vec::new();
+    for p in pinged {
+        waits.push(p.await.unwrap());
+    }
+    let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+    assert!(
+        *min >= Duration::from_secs(2) && *max <= Duration::from_millis(2_400),
+        "between activity_timeout and 10% more (plus slack): {waits:?}"
+    );
+    assert!(
+        *max - *min >= Duration::from_millis(50),
+        "spread over the 200 ms allowed: {waits:?}"
+    );
+}

@@ -31,6 +31,9 @@ use crate::protocol::server::{self as frames, EventData};
 use crate::rate_limit::{gcra, now_micros};
 use crate::state::ServerState;
 
+/// The largest extra share of `activity_timeout` a connection waits before pinging.
+const PING_SPREAD: f64 = 0.1;
+
 struct Subscription {
     kind: ChannelType,
     /// Presence: this socket's user id in the channel.
@@ -119,7 +122,11 @@ impl Session {
 
     pub(super) async fn run(&mut self, socket: &mut Socket) {
         let config = &self.state.config;
-        let activity = Duration::from_secs(config.activity_timeout.max(1));
+        // Each connection waits up to 10% longer than `activity_timeout` before pinging:
+        // connections opened together (a reconnect wave after a deploy) would otherwise all be
+        // pinged, and all answer, in the same instant, every `activity_timeout`.
+        let activity = Duration::from_secs(config.activity_timeout.max(1))
+            .mul_f64(1.0 + rand::random_range(0.0..PING_SPREAD));
         let pong_timeout = Duration::from_secs(config.pong_timeout.max(1));
         let signin_deadline = self
             .app
