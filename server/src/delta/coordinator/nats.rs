@@ -294,7 +294,7 @@ impl Coordinator for NatsCoordinator {
 
 impl NatsCoordinator {
     async fn increment(&self, store: &kv::Store, key: String) -> Result<u64, CoordinationError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let (current, revision) = match store.entry(key.as_str()).await.map_err(unavailable)? {
                 Some(e) if e.operation == kv::Operation::Put => {
                     let text = std::str::from_utf8(&e.value)
@@ -315,8 +315,10 @@ impl NatsCoordinator {
             {
                 Ok(_) => return Ok(next),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    // Someone else took `next`; read again.
-                    tokio::task::yield_now().await;
+                    // Someone else took `next`; read again after a short random pause, so
+                    // nodes that collided do not collide again in lockstep.
+                    let pause = rand::random_range(0..=attempt.min(20) * 500);
+                    tokio::time::sleep(Duration::from_micros(pause.into())).await;
                 }
                 Err(e) => return Err(unavailable(e)),
             }
