@@ -126,7 +126,11 @@ impl Metrics {
             connections: gauge(r, "connections", "Open WebSocket connections"),
             connections_total: counter(r, "connections_total", "WebSocket connections accepted"),
             messages_received: counter(r, "ws_messages_received_total", "Frames received"),
-            messages_sent: counter(r, "ws_messages_sent_total", "Frames queued to sockets"),
+            messages_sent: counter(
+                r,
+                "ws_messages_sent_total",
+                "Frames sent or queued to sockets",
+            ),
             bytes_received: counter(r, "ws_bytes_received_total", "Bytes received on sockets"),
             bytes_sent: counter(r, "ws_bytes_sent_total", "Bytes queued to sockets"),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions on this node"),

@@ -1,5 +1,6 @@
 //! One WebSocket connection: the upgrade, admission checks, and the per-socket task that reads
-//! frames, writes queued frames in batches, and keeps the activity / sign-in timers.
+//! client frames, writes the frames that had to wait (senders write to an idle socket
+//! themselves, see [`outbox`]), and keeps the activity / sign-in timers.
 
 pub mod frame;
 pub mod handle;
@@ -251,16 +252,19 @@ async fn run(
     state.metrics.connections_total.inc();
     let established =
         frames::connection_established(&socket_id.to_string(), state.config.activity_timeout);
-    if handle.send(&Frame::text(established)) {
+    let session = if handle.send(&Frame::text(established)) {
         tracing::debug!(%socket_id, app_id = %app.id, "connected");
         let mut session = Session::new(state.clone(), app.clone(), handle.clone());
         session.run(&mut socket).await;
-        // What is queued still leaves (the close frame, a reply to the client's close); then
-        // nothing more is accepted, so later deliveries are not counted as sent.
-        finish(&handle).await;
-        session.cleanup();
+        Some(session)
     } else {
-        finish(&handle).await;
+        None
+    };
+    // What is queued still leaves (the close frame, a reply to the client's close); then
+    // nothing more is accepted, so later deliveries are not counted as sent.
+    finish(&handle).await;
+    if let Some(mut session) = session {
+        session.cleanup();
     }
     state.metrics.connections.dec();
     state.hub().app(&app.id).remove_connection();
