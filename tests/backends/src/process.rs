@@ -34,27 +34,30 @@ pub enum BackendError {
 
 /// A port nobody listens on right now, for a process the caller starts at once.
 ///
-/// Ports come from below the kernel's ephemeral range when there is room (usually
-/// 32768-60999): a port from that range could be taken by some outgoing connection between this
-/// call and the bind, which made servers fail with "address in use". A process-wide cursor,
-/// started at a random offset (test binaries run side by side), keeps calls from repeating.
+/// Ports come from 10000-19999, below the kernel's ephemeral range (usually 32768-60999): a
+/// port from that range could be taken by some outgoing connection between this call and the
+/// bind, which made servers fail with "address in use". A Redis Cluster node also listens on
+/// its port + 10000 (20000-29999 here), which is neither handed out nor ephemeral. A
+/// process-wide cursor, started at a random offset (test binaries run side by side), keeps
+/// calls from repeating. Where the ephemeral range starts lower, the kernel picks.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOWEST: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    const BUS_OFFSET: u32 = 10_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or(32_768);
-    let span = ephemeral_low.saturating_sub(LOWEST);
-    if span >= 2_000 {
+    if ephemeral_low >= LOWEST + SPAN + BUS_OFFSET {
         let start = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish() as u32;
-        let _ = NEXT.compare_exchange(u32::MAX, start % span, Ordering::AcqRel, Ordering::Acquire);
-        for _ in 0..span {
-            let port = LOWEST + NEXT.fetch_add(1, Ordering::AcqRel) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, start % SPAN, Ordering::AcqRel, Ordering::Acquire);
+        for _ in 0..SPAN {
+            let port = LOWEST + NEXT.fetch_add(1, Ordering::AcqRel) % SPAN;
             if TcpListener::bind((Ipv4Addr::LOCALHOST, port as u16)).is_ok() {
                 return port as u16;
             }
