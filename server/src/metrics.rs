@@ -25,6 +25,8 @@ pub struct Metrics {
     pub bytes_sent: IntCounter,
     pub subscriptions: IntGauge,
     pub http_requests: IntCounterVec,
+    /// Main-port HTTP connections closed by a time limit, by phase (`http::deadlines`).
+    pub http_connections_timed_out: IntCounterVec,
     /// Per app (configured apps only): frames by direction (`sent` / `received`).
     pub app_messages: IntCounterVec,
     /// Per app: bytes by direction.
@@ -134,6 +136,12 @@ impl Metrics {
             bytes_received: counter(r, "ws_bytes_received_total", "Bytes received on sockets"),
             bytes_sent: counter(r, "ws_bytes_sent_total", "Bytes queued to sockets"),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions on this node"),
+            http_connections_timed_out: counter_vec(
+                r,
+                "http_connections_timed_out_total",
+                "HTTP connections on the main port closed by a time limit, by phase",
+                &["phase"],
+            ),
             http_requests: counter_vec(
                 r,
                 "http_requests_total",

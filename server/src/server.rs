@@ -128,9 +128,14 @@ pub async fn start(
 
     let mut tasks = Vec::new();
     let app = crate::http::router(state.clone());
+    let serve_options = crate::http::serve::ServeOptions {
+        deadlines: crate::http::deadlines::Deadlines::from_config(&state.config.http_api),
+        timed_out: metrics.http_connections_timed_out.clone(),
+    };
     tasks.push(tokio::spawn(crate::http::serve::serve(
         listener,
         app,
+        serve_options,
         lifecycle.stop_signal(),
     )));
     if let Some(l) = metrics_listener {

@@ -26,7 +26,7 @@ pub use drivers::{
 };
 pub use load::{Format, load_file, parse_str};
 pub use resolve::{RedisTarget, read_secret};
-pub use server::{LogFormat, ServerConfig};
+pub use server::{HttpApiConfig, LogFormat, ServerConfig};
 
 /// Everything that can be wrong with a configuration.
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,15 @@ pub struct HttpApiConfig {
     pub request_limit_kb: usize,
     /// Accepted distance between `auth_timestamp` and now.
     pub timestamp_window_secs: u64,
+    /// Seconds a client has to send a whole request head, from its first byte (or from
+    /// connecting, for the first request); the connection is closed after. 0: no limit.
+    pub header_read_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is kept between requests. Above the idle timeout of
+    /// a load balancer in front (often 60 s), so the balancer closes first. 0: no limit.
+    pub keep_alive_timeout_secs: u64,
+    /// Seconds from a complete request head to the response (body upload and handler).
+    /// 0: no limit.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpApiConfig {
@@ -101,6 +110,9 @@ impl Default for HttpApiConfig {
         HttpApiConfig {
             request_limit_kb: 1024,
             timestamp_window_secs: 600,
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 75,
+            request_timeout_secs: 30,
         }
     }
 }

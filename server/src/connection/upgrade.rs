@@ -138,7 +138,7 @@ impl WsUpgrade {
             match upgraded.downcast::<ServedIo>() {
                 Ok(parts) => {
                     callback(Upgraded {
-                        tcp: parts.io.into_inner(),
+                        tcp: parts.io.into_inner().into_tcp(),
                         read_ahead: parts.read_buf,
                     })
                     .await

@@ -1,6 +1,7 @@
 //! The signed Pusher HTTP API, plus the operational endpoints and WebSocket route.
 
 pub mod channels;
+pub mod deadlines;
 pub mod error;
 pub mod events;
 pub mod serve;
