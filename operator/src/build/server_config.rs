@@ -218,6 +218,16 @@ pub fn render_settings(inputs: &Inputs) -> ServerConfig {
         if let Some(kb) = server.max_payload_kb {
             c.websocket.max_payload_kb = kb as usize;
         }
+        let http = &mut c.http_api;
+        http.keep_alive_timeout_secs = server
+            .http_keep_alive_timeout_seconds
+            .unwrap_or(http.keep_alive_timeout_secs);
+        http.header_read_timeout_secs = server
+            .http_header_read_timeout_seconds
+            .unwrap_or(http.header_read_timeout_secs);
+        http.request_timeout_secs = server
+            .http_request_timeout_seconds
+            .unwrap_or(http.request_timeout_secs);
         c.logging.format = server.log_format.unwrap_or(c.logging.format);
         if let Some(level) = &server.log_level {
             c.logging.level = level.clone();

@@ -83,6 +83,22 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_payload_kb: Option<u64>,
+    /// Seconds an idle keep-alive HTTP connection (HTTP API clients, probes) is kept. Set it above
+    /// the idle timeout of a load balancer in front (AWS ALB: 60; Google Cloud's: 600), or the
+    /// balancer may reuse a connection the server is closing. 0: no limit. Server default: 75.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub http_keep_alive_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a whole HTTP request head (slow-loris). 0: no limit. Server
+    /// default: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub http_header_read_timeout_seconds: Option<u64>,
+    /// Seconds from a complete HTTP request head to the response (body and handler). 0: no
+    /// limit. Server default: 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub http_request_timeout_seconds: Option<u64>,
     /// `text` or `json`. Default: `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,

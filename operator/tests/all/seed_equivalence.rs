@@ -132,3 +132,33 @@ fn no_secret_is_rendered_inline() {
         }
     }
 }
+
+/// `spec.server`'s tunables reach the rendered config, which the server's config crate accepts;
+/// unset ones keep the server's defaults.
+#[test]
+fn server_tunables_reach_the_config() {
+    let mut example = Example::load("1-single-node.yaml");
+    let defaults = render(&example.inputs());
+    assert_eq!(defaults.http_api, ServerConfig::default().http_api);
+
+    let server = example
+        .cluster
+        .spec
+        .server
+        .get_or_insert_with(Default::default);
+    server.activity_timeout_seconds = Some(30);
+    server.http_keep_alive_timeout_seconds = Some(620);
+    server.http_header_read_timeout_seconds = Some(0);
+    server.http_request_timeout_seconds = Some(5);
+    let rendered = render(&example.inputs());
+    let text = serde_json::to_string(&rendered).unwrap();
+    let loaded = parse_str(&text, Format::Json).expect("the server accepts the rendered config");
+    assert_eq!(loaded.activity_timeout, 30);
+    assert_eq!(loaded.http_api.keep_alive_timeout_secs, 620);
+    assert_eq!(loaded.http_api.header_read_timeout_secs, 0);
+    assert_eq!(loaded.http_api.request_timeout_secs, 5);
+    assert_eq!(
+        loaded.http_api.request_limit_kb,
+        ServerConfig::default().http_api.request_limit_kb
+    );
+}
