@@ -156,6 +156,8 @@ fn method(kind: Kind, n: usize, c: usize, a: &PubSubArgs, threshold: f64) -> Str
          {steps}\n\
          Latency = receive time - send time (one monotonic clock, same process) for EVERY delivery to \
          EVERY subscriber: HTTP request + server fan-out + client read. Nearest-rank percentiles.\n\
+         Publish request = send time to the whole HTTP response: when it is about as slow as the \
+         deliveries, they waited before the fan-out (requests queued at a saturated server).\n\
          deliveries/s = deliveries / (last receive - first send). Server CPU = delta of utime+stime \
          (/proc/PID/stat) over the step incl. drain; CPU us/delivery = server CPU / deliveries. \
          Client CPU is reported too: near 100% means the load generator, not the server, was the limit.",
@@ -262,7 +264,8 @@ pub async fn run(target: &Target, kind: Kind, a: PubSubArgs) -> Result<Record> {
             .await?;
             step.attempt = attempt;
             println!(
-                "step {step_id} @ {rate}/s{}: {} | {}/{} delivered ({:.2}%), {:.0} deliveries/s, {} | {}",
+                "step {step_id} @ {rate}/s{}: {} | {}/{} delivered ({:.2}%), {:.0} deliveries/s, {} | \
+                 publish request p50 {:.2} ms, p99 {:.2} ms | {}",
                 if attempt > 1 { " (retry)" } else { "" },
                 step.verdict,
                 step.delivered,
@@ -270,6 +273,8 @@ pub async fn run(target: &Target, kind: Kind, a: PubSubArgs) -> Result<Record> {
                 step.delivered_ratio * 100.0,
                 step.deliveries_per_sec,
                 step.latency.line(),
+                step.http_latency.p50_ms,
+                step.http_latency.p99_ms,
                 cpu_line(&step),
             );
             let passed = step.passed;
