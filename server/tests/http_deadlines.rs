@@ -167,3 +167,25 @@ async fn zero_means_no_limit() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_up_shutdown() {
+    let server = server().await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The drain lets requests in flight finish, but this head never will: the header limit
+    // (1 s) ends the connection and with it the drain.
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown finished despite the stalled client");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(tcp);
+}

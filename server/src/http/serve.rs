@@ -110,14 +110,15 @@ async fn serve_connection(
     // One timer per connection, re-armed only when it fires (see `deadlines`).
     let timer = tokio::time::sleep(first_wait(&progress, &options.deadlines));
     tokio::pin!(timer);
+    let mut shutting_down = false;
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = &mut closing => {
+            () = &mut closing, if !shutting_down => {
                 // Finish the request in flight, then close instead of keeping the connection
-                // alive.
+                // alive. The limits still apply: a stalled client must not hold up the drain.
                 conn.as_mut().graceful_shutdown();
-                break conn.await;
+                shutting_down = true;
             }
             () = &mut timer => match progress.check(&options.deadlines) {
                 Verdict::Expired(phase) => {
