@@ -3,10 +3,13 @@ Kubernetes schemas of the oldest and newest supported versions, and check the ch
 
 import json
 import pathlib
+import re
+import shutil
 
 import helm_python as helm
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
@@ -167,3 +170,81 @@ def test_examples_render_through_chart_values(example):
     schema = crd_schemas()[(rendered["apiVersion"], "SockudoCluster")]
     errors = list(jsonschema.Draft7Validator(schema).iter_errors(rendered))
     assert not errors, [e.message for e in errors]
+
+
+ALERTS = CHART / "files" / "alerts.yaml"
+
+
+def alert_rules():
+    return [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+
+
+def test_prometheus_rule_only_when_the_api_exists():
+    docs = render({"metrics": {"prometheusRule": {"enabled": True}}})
+    assert not any(d["kind"] == "PrometheusRule" for d in docs)
+
+
+def test_prometheus_rule_carries_the_alerts_and_extra_labels(tmp_path):
+    # helm template knows no monitoring.coreos.com API: render a copy whose capability check is
+    # taken as true, to check what the template makes of files/alerts.yaml.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    template = chart / "templates" / "prometheusrule.yaml"
+    check = '(.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")'
+    assert check in template.read_text()
+    template.write_text(template.read_text().replace(check, "true"))
+    values = {
+        "metrics": {
+            "prometheusRule": {
+                "enabled": True,
+                "labels": {"release": "kube-prometheus"},
+                "alertLabels": {"team": "realtime", "severity": "page"},
+            }
+        }
+    }
+    out = helm.Chart.load(str(chart)).render(values, name="so", namespace="ns", is_install=True)
+    docs = [
+        d for path, text in out.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    rendered = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    source = alert_rules()
+    assert [r["alert"] for r in rendered] == [r["alert"] for r in source]
+    for got, want in zip(rendered, source):
+        assert got["expr"] == want["expr"]
+        assert got["annotations"] == want["annotations"]
+        # Extra labels are added; an alert's own labels (severity) win.
+        assert got["labels"] == {"team": "realtime", **want["labels"]}
+
+
+def metric_names_in(paths):
+    """String literals that look like metric names in the Rust sources under `paths`."""
+    names = set()
+    for base in paths:
+        for f in base.rglob("*.rs"):
+            names |= set(re.findall(r'"([a-z][a-z0-9_]*)', f.read_text()))
+    return names
+
+
+def test_alerts_are_valid_promql_over_real_metrics():
+    server = metric_names_in([ROOT / "server" / "src"])
+    operator = metric_names_in([ROOT / "operator" / "src" / "controller"])
+    for rule in alert_rules():
+        expr = rule["expr"]
+        promql_parser.parse(expr)  # raises on a syntax error
+        for metric in re.findall(r"\b(sockudo_[a-z0-9_]+)", expr):
+            if metric.startswith("sockudo_operator_"):
+                assert metric in operator, f"{rule['alert']}: no operator metric {metric}"
+            else:
+                # The server registers names without the `sockudo_` prefix (metrics.prefix).
+                bare = re.sub(r"_(bucket|sum|count)$", "", metric.removeprefix("sockudo_"))
+                assert bare in server, f"{rule['alert']}: no server metric {metric}"
+        # Every label an annotation names survives the expression's aggregation.
+        kept = set()
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            kept |= {label.strip() for label in group.split(",")}
+        for field in rule["annotations"].values():
+            for label in re.findall(r"\$labels\.(\w+)", field):
+                assert label in kept, f"{rule['alert']}: $labels.{label} is aggregated away"
+        assert rule["labels"]["severity"] in ("warning", "critical")
