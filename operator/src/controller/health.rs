@@ -1,24 +1,29 @@
 //! `/healthz`, `/readyz` and `/metrics` for the kubelet and Prometheus.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
 use tokio::net::TcpListener;
 use tracing::info;
 
 use super::error::Error;
 use super::metrics::Metrics;
+use crate::crd::SockudoCluster;
 
 #[derive(Debug, Default)]
 pub struct Health {
     /// Set once the controller's watches run (or the replica stands by for the Lease).
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// The controller's cache of SockudoClusters, once it runs (a standby replica has none).
+    pub clusters: OnceLock<Store<DeserializeGuard<SockudoCluster>>>,
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> StatusCode {
@@ -30,7 +35,11 @@ async fn readyz(State(h): State<Arc<Health>>) -> StatusCode {
 }
 
 async fn metrics(State(h): State<Arc<Health>>) -> String {
-    h.metrics.render()
+    let mut out = h.metrics.render();
+    if let Some(store) = h.clusters.get() {
+        out.push_str(&super::cluster_metrics::render(&store.state()));
+    }
+    out
 }
 
 /// Binds `addr` and serves until the task is dropped. Returns the bound address (port 0 picks one).

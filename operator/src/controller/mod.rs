@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod backoff;
+pub mod cluster_metrics;
 pub mod conditions;
 pub mod context;
 pub mod credentials;
@@ -79,6 +80,7 @@ pub async fn run_until(
         .owns(api::<ConfigMap>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned);
     let store = controller.store();
+    let _ = health.clusters.set(store.clone());
     // A Secret maps to the SockudoClusters that own it or reference it, so a rotated Secret
     // reconciles them at once.
     let controller = controller.watches(

@@ -81,3 +81,26 @@ pub fn workspace_root() -> std::path::PathBuf {
         .canonicalize()
         .expect("workspace root")
 }
+
+/// The body of `GET path` on a local HTTP/1.0 endpoint (the operator's `/metrics`).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(format!("unexpected response: {response}")),
+    }
+}

@@ -420,6 +420,8 @@ print(json.dumps(docs))
 /// The shared control plane and its cluster-wide operator.
 pub struct Shared {
     pub plane: Plane,
+    /// Where the shared operator serves `/healthz`, `/readyz` and `/metrics`.
+    pub operator_http: std::net::SocketAddr,
     _operator: OperatorHandle,
 }
 
@@ -438,13 +440,17 @@ pub async fn shared() -> &'static Shared {
                 "the chart's default RBAC has a ClusterRole: {rbac:#?}"
             );
             plane.apply_values(&rbac, Some(OPERATOR_NAMESPACE)).await;
+            let operator_http =
+                std::net::SocketAddr::from(([127, 0, 0, 1], sockudo_test_backends::free_port()));
             let operator = plane.start_operator(Config {
                 namespace: None,
                 instance: Some("e2e-shared".into()),
+                health_addr: Some(operator_http),
                 ..Config::default()
             });
             Shared {
                 plane,
+                operator_http,
                 _operator: operator,
             }
         })

@@ -12,7 +12,7 @@ use serde_json::json;
 use sockudo_operator::build::{Child, names};
 use sockudo_operator::crd::SockudoCluster;
 use sockudo_operator_e2e::k8s::*;
-use sockudo_operator_e2e::{PATIENCE, eventually, run, shared};
+use sockudo_operator_e2e::{PATIENCE, eventually, http_get, run, shared};
 
 /// Long enough for several reconciles of a cluster that is not Ready (it is requeued every 10 s)
 /// plus the watch events of the test's own change: if the operator wanted to write, it has.
@@ -158,11 +158,39 @@ fn status_goes_progressing_then_ready_with_events() {
         );
         assert!(condition_is(&c, "RedisReady", "False"), "{}", describe(&c));
 
+        // The operator's readiness gauge follows the Ready condition.
+        let series = format!(
+            "sockudo_operator_cluster_ready{{sockudocluster_namespace=\"{ns}\",sockudocluster=\"{name}\"}}"
+        );
+        let gauge = |want: Option<&'static str>| {
+            let series = series.clone();
+            async move {
+                let text = http_get(env.operator_http, "/metrics").await?;
+                let got = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(series.as_str()))
+                    .map(str::trim);
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{series}: {got:?}"))
+                }
+            }
+        };
+        eventually("the cluster's readiness gauge at 0", PATIENCE, || {
+            gauge(Some("0"))
+        })
+        .await;
+
         let c = drive_to_ready(&client, &ns, &name).await;
         assert!(condition_is(&c, "Progressing", "False"), "{}", describe(&c));
         assert!(condition_is(&c, "RedisReady", "True"), "{}", describe(&c));
         let status = c.status.unwrap();
         assert_eq!((status.replicas, status.ready_replicas), (3, 3));
+        eventually("the cluster's readiness gauge at 1", PATIENCE, || {
+            gauge(Some("1"))
+        })
+        .await;
 
         let events = eventually("Events of the transitions", PATIENCE, || async {
             let events = operator_events(&client, &ns, &name).await;
