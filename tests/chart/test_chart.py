@@ -227,19 +227,25 @@ def metric_names_in(paths):
     return names
 
 
-def test_alerts_are_valid_promql_over_real_metrics():
+def assert_valid_promql_over_real_metrics(expr, where):
+    """`expr` parses as PromQL and each `sockudo_*` metric it reads is registered in the code."""
+    # Grafana's interval variable is not PromQL; any duration stands for it.
+    promql_parser.parse(expr.replace("$__rate_interval", "5m"))  # raises on a syntax error
     server = metric_names_in([ROOT / "server" / "src"])
     operator = metric_names_in([ROOT / "operator" / "src" / "controller"])
+    for metric in re.findall(r"\b(sockudo_[a-z0-9_]+)", expr):
+        if metric.startswith("sockudo_operator_"):
+            assert metric in operator, f"{where}: no operator metric {metric}"
+        else:
+            # The server registers names without the `sockudo_` prefix (metrics.prefix).
+            bare = re.sub(r"_(bucket|sum|count)$", "", metric.removeprefix("sockudo_"))
+            assert bare in server, f"{where}: no server metric {metric}"
+
+
+def test_alerts_are_valid_promql_over_real_metrics():
     for rule in alert_rules():
         expr = rule["expr"]
-        promql_parser.parse(expr)  # raises on a syntax error
-        for metric in re.findall(r"\b(sockudo_[a-z0-9_]+)", expr):
-            if metric.startswith("sockudo_operator_"):
-                assert metric in operator, f"{rule['alert']}: no operator metric {metric}"
-            else:
-                # The server registers names without the `sockudo_` prefix (metrics.prefix).
-                bare = re.sub(r"_(bucket|sum|count)$", "", metric.removeprefix("sockudo_"))
-                assert bare in server, f"{rule['alert']}: no server metric {metric}"
+        assert_valid_promql_over_real_metrics(expr, rule["alert"])
         # Every label an annotation names survives the expression's aggregation.
         kept = set()
         for group in re.findall(r"\bby \(([^)]*)\)", expr):
@@ -248,3 +254,25 @@ def test_alerts_are_valid_promql_over_real_metrics():
             for label in re.findall(r"\$labels\.(\w+)", field):
                 assert label in kept, f"{rule['alert']}: $labels.{label} is aggregated away"
         assert rule["labels"]["severity"] in ("warning", "critical")
+
+
+DASHBOARD = CHART / "files" / "grafana-dashboard.json"
+
+
+def test_dashboard_configmap_carries_the_dashboard():
+    docs = render({"grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Realtime"}}})
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard"))
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Realtime"}
+    assert json.loads(cm["data"]["sockudo.json"]) == json.loads(DASHBOARD.read_text())
+    assert not any(d["kind"] == "ConfigMap" for d in render({}))
+
+
+def test_dashboard_queries_are_valid_promql_over_real_metrics():
+    dashboard = json.loads(DASHBOARD.read_text())
+    targets = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    assert targets
+    for title, expr in targets:
+        assert_valid_promql_over_real_metrics(expr, title)
+    panel_ids = [p["id"] for p in dashboard["panels"]]
+    assert len(panel_ids) == len(set(panel_ids))
