@@ -7,6 +7,7 @@ The image build itself is not exercised here."""
 import json
 import os
 import pathlib
+import random
 import re
 import shutil
 import socket
@@ -71,9 +72,16 @@ def test_operator_image_matches_the_chart():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Below the kernel's ephemeral range (as tests/backends' free_port): an outgoing connection
+    # could take an ephemeral port between this check and the server's bind.
+    for port in random.sample(range(10_000, 20_000), 10_000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 10000-19999")
 
 
 def sockudo_binary():

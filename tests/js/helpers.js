@@ -15,15 +15,23 @@ const APP = { id: '1234', key: 'app-key', secret: 'app-secret' };
 // 32 bytes, base64: the HTTP SDK encrypts private-encrypted events with keys derived from it.
 const ENCRYPTION_MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+// A free loopback port below the kernel's ephemeral range (as tests/backends' free_port): an
+// outgoing connection could take an ephemeral port between this check and the server's bind.
+function tryPort(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+
+async function freePort() {
+  const start = 10000 + Math.floor(Math.random() * 10000);
+  for (let i = 0; i < 10000; i += 1) {
+    const port = 10000 + ((start - 10000 + i) % 10000);
+    if (await tryPort(port)) return port;
+  }
+  throw new Error('no free loopback port in 10000-19999');
 }
 
 async function waitReady(port, proc, output) {
@@ -127,4 +135,4 @@ function connected(client) {
   });
 }
 
-module.exports = { startServer, once, connected, APP };
+module.exports = { startServer, once, connected, freePort, APP };

@@ -3,7 +3,7 @@
 //! absolute paths and ports overridden), must answer an authenticated PING, and is then killed.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,12 +27,9 @@ fn require(binary: &str, package: &str) -> PathBuf {
     panic!("`{binary}` is not installed; install it with: apt-get install -y {package}");
 }
 
+/// Below the kernel's ephemeral range, so no outgoing connection takes it before the server binds.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    sockudo_test_backends::free_port()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {

@@ -1,5 +1,6 @@
-//! Free loopback ports: from a base port upwards (predictable URLs for people), or ephemeral ones
-//! chosen by the OS (tests running side by side).
+//! Free loopback ports: from a base port upwards (predictable URLs for people), or any free one
+//! (tests running side by side), taken below the kernel's ephemeral range so an outgoing
+//! connection cannot take it between the check and the bind (`sockudo_test_backends::free_port`).
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
@@ -34,9 +35,7 @@ impl Ports {
                     }
                     p
                 }
-                None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-                    .local_addr()?
-                    .port(),
+                None => sockudo_test_backends::free_port(),
             };
             if self.taken.contains(&candidate) {
                 continue;
