@@ -162,6 +162,20 @@ pub enum Verdict {
     Unlimited,
 }
 
+/// How often a connection in a phase without a limit looks again.
+const UNLIMITED_RECHECK: Duration = Duration::from_secs(1);
+
+impl Verdict {
+    /// How long the connection's timer sleeps before the next check.
+    pub fn delay(self) -> Duration {
+        match self {
+            Verdict::Expired(_) => Duration::ZERO,
+            Verdict::WaitMs(ms) => Duration::from_millis(ms),
+            Verdict::Unlimited => UNLIMITED_RECHECK,
+        }
+    }
+}
+
 /// The TCP stream as hyper reads it: notes when a request head starts.
 pub struct GuardedIo {
     tcp: TcpStream,

@@ -108,7 +108,7 @@ async fn serve_connection(
     };
     tokio::pin!(closing);
     // One timer per connection, re-armed only when it fires (see `deadlines`).
-    let timer = tokio::time::sleep(first_wait(&progress, &options.deadlines));
+    let timer = tokio::time::sleep(progress.check(&options.deadlines).delay());
     tokio::pin!(timer);
     let mut shutting_down = false;
     let result = loop {
@@ -127,28 +127,12 @@ async fn serve_connection(
                     // Dropping hyper's connection closes the socket.
                     return;
                 }
-                Verdict::WaitMs(ms) => timer.as_mut().reset(
-                    tokio::time::Instant::now() + Duration::from_millis(ms),
-                ),
-                Verdict::Unlimited => timer.as_mut().reset(
-                    tokio::time::Instant::now() + UNLIMITED_RECHECK,
-                ),
+                later => timer.as_mut().reset(tokio::time::Instant::now() + later.delay()),
             },
         }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// How often a connection in a phase without a limit looks again (its phase may change).
-const UNLIMITED_RECHECK: Duration = Duration::from_secs(1);
-
-fn first_wait(progress: &Progress, deadlines: &Deadlines) -> Duration {
-    match progress.check(deadlines) {
-        Verdict::WaitMs(ms) => Duration::from_millis(ms),
-        Verdict::Expired(_) => Duration::ZERO,
-        Verdict::Unlimited => UNLIMITED_RECHECK,
     }
 }
 
