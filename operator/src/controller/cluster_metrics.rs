@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kube::Resource;
 use kube::core::DeserializeGuard;
 
-use crate::crd::{ConditionType, SockudoCluster};
+use crate::crd::SockudoCluster;
 
 pub fn render(clusters: &[Arc<DeserializeGuard<SockudoCluster>>]) -> String {
     let mut rows: Vec<(String, String, u8)> = clusters
@@ -47,10 +47,7 @@ fn is_ready(cluster: &SockudoCluster) -> bool {
     let generation = cluster.meta().generation;
     cluster.status.as_ref().is_some_and(|s| {
         // A status about an older spec says nothing about this one.
-        (generation.is_none() || s.observed_generation == generation)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
+        (generation.is_none() || s.observed_generation == generation) && s.is_ready()
     })
 }
 

@@ -214,10 +214,7 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
     if let Some(e) = apply_error {
         return Err(e);
     }
-    let ready = new
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = new.is_ready();
     let bootstrapping = new.redis_cluster.as_ref().is_some_and(|c| {
         matches!(
             c.phase,

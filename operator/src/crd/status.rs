@@ -43,6 +43,15 @@ pub struct SockudoClusterStatus {
     pub redis_cluster: Option<RedisClusterStatus>,
 }
 
+impl SockudoClusterStatus {
+    /// The `Ready` condition is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
+    }
+}
+
 /// Addresses of the fleet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
