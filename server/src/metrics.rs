@@ -25,7 +25,7 @@ pub struct Metrics {
     pub bytes_sent: IntCounter,
     pub subscriptions: IntGauge,
     pub http_requests: IntCounterVec,
-    /// Main-port HTTP connections closed by a time limit, by phase (`http::deadlines`).
+    /// HTTP connections closed by a time limit, by listener and phase (`http::deadlines`).
     pub http_connections_timed_out: IntCounterVec,
     /// Per app (configured apps only): frames by direction (`sent` / `received`).
     pub app_messages: IntCounterVec,
@@ -139,8 +139,8 @@ impl Metrics {
             http_connections_timed_out: counter_vec(
                 r,
                 "http_connections_timed_out_total",
-                "HTTP connections on the main port closed by a time limit, by phase",
-                &["phase"],
+                "HTTP connections closed by a time limit, by listener (main, metrics) and phase",
+                &["listener", "phase"],
             ),
             http_requests: counter_vec(
                 r,

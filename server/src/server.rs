@@ -128,28 +128,27 @@ pub async fn start(
 
     let mut tasks = Vec::new();
     let app = crate::http::router(state.clone());
-    let serve_options = crate::http::serve::ServeOptions {
+    // Both ports are served the same way, under the same time limits.
+    let serve_options = |listener| crate::http::serve::ServeOptions {
         deadlines: crate::http::deadlines::Deadlines::from_config(&state.config.http_api),
         timed_out: metrics.http_connections_timed_out.clone(),
+        listener,
     };
     tasks.push(tokio::spawn(crate::http::serve::serve(
         listener,
         app,
-        serve_options,
+        serve_options("main"),
         lifecycle.stop_signal(),
     )));
     if let Some(l) = metrics_listener {
         let m = metrics.clone();
         let router = Router::new().route("/metrics", get(move || async move { m.render() }));
-        let mut stop = lifecycle.stop_signal();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(l, router).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::http::serve::serve(
+            l,
+            router,
+            serve_options("metrics"),
+            lifecycle.stop_signal(),
+        )));
     }
     if let Some(path) = config_path {
         let reloader = AppReloader::new(path, registry, generated_app.clone());

@@ -47,7 +47,7 @@ async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> (String, Du
 fn timed_out(server: &RunningServer, phase: &str) -> f64 {
     metric_sum(
         server,
-        &format!("sockudo_http_connections_timed_out_total{{phase=\"{phase}\"}}"),
+        &format!("sockudo_http_connections_timed_out_total{{listener=\"main\",phase=\"{phase}\"}}"),
     )
 }
 
@@ -188,4 +188,33 @@ async fn a_stalled_client_does_not_hold_up_shutdown() {
         started.elapsed()
     );
     drop(tcp);
+}
+
+#[tokio::test]
+async fn the_metrics_port_has_the_same_limits() {
+    let server = server().await;
+    let metrics = server.metrics_addr.expect("a metrics port");
+    let mut tcp = TcpStream::connect(metrics).await.unwrap();
+    tcp.write_all(b"GET /metr").await.unwrap();
+    let (got, took) = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(got.is_empty());
+    assert!(
+        took >= Duration::from_millis(700),
+        "closed too early: {took:?}"
+    );
+    assert_eq!(
+        metric_sum(
+            &server,
+            "sockudo_http_connections_timed_out_total{listener=\"metrics\",phase=\"header_read\"}"
+        ),
+        1.0
+    );
+    // And it still answers a whole request.
+    let body = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("sockudo_connections"), "{body}");
 }

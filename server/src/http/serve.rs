@@ -1,4 +1,5 @@
-//! The main port's accept loop: HTTP/1.1 with upgrades, one task per TCP connection.
+//! The accept loop of the main and metrics ports: HTTP/1.1 with upgrades, one task per TCP
+//! connection, under the time limits of `deadlines`.
 //!
 //! axum's `serve` wraps each stream in a private type, so an upgraded WebSocket could only be
 //! used through hyper's boxed `Upgraded`. Serving the connections here keeps the stream a plain
@@ -28,8 +29,10 @@ pub type ServedIo = TokioIo<GuardedIo>;
 #[derive(Clone)]
 pub struct ServeOptions {
     pub deadlines: Deadlines,
-    /// Labelled by phase (`header_read`, `request`, `keep_alive`).
+    /// Labelled by listener and phase (`header_read`, `request`, `keep_alive`).
     pub timed_out: IntCounterVec,
+    /// This listener's name in `timed_out` (`main`, `metrics`).
+    pub listener: &'static str,
 }
 
 /// Serves `router` until `stop` turns true, then lets in-flight requests finish.
@@ -122,8 +125,11 @@ async fn serve_connection(
             }
             () = &mut timer => match progress.check(&options.deadlines) {
                 Verdict::Expired(phase) => {
-                    tracing::debug!(%peer, phase = phase.name(), "HTTP connection timed out; closing it");
-                    options.timed_out.with_label_values(&[phase.name()]).inc();
+                    tracing::debug!(%peer, listener = options.listener, phase = phase.name(), "HTTP connection timed out; closing it");
+                    options
+                        .timed_out
+                        .with_label_values(&[options.listener, phase.name()])
+                        .inc();
                     // Dropping hyper's connection closes the socket.
                     return;
                 }
