@@ -1,4 +1,5 @@
-//! Liveness and readiness. Readiness is 503 only while starting or draining: a lost backend is
+//! Liveness and readiness. Readiness is 503 only while starting (which includes waiting, briefly,
+//! for the adapter's first connection: see `server::run`) or draining: a lost backend is
 //! reported as `degraded` in the body (and in metrics) but does not pull every pod out of the
 //! Service at once.
 

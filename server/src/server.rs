@@ -19,6 +19,9 @@ use crate::shutdown::Lifecycle;
 use crate::state::ServerState;
 use crate::webhooks::Webhooks;
 
+/// How long startup waits for the adapter's first connection before reporting ready anyway.
+const ADAPTER_STARTUP_WAIT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -153,6 +156,16 @@ pub async fn start(
     if let Some(path) = config_path {
         let reloader = AppReloader::new(path, registry, generated_app.clone());
         tokio::spawn(reloader.run(lifecycle.stop_signal()));
+    }
+    // Not ready until this node hears the others: a client routed here earlier could miss an
+    // event published on another node. Bounded: a node whose backend is down still serves its
+    // local clients (reported as degraded), as after losing the backend later.
+    if !state.adapter.wait_connected(ADAPTER_STARTUP_WAIT).await {
+        tracing::warn!(
+            adapter = state.adapter.driver(),
+            waited_ms = ADAPTER_STARTUP_WAIT.as_millis() as u64,
+            "adapter not connected yet; ready as degraded"
+        );
     }
     lifecycle.set_ready();
     tracing::info!(%addr, metrics = ?metrics_addr, adapter = state.adapter.driver(), cache = state.cache.driver(), rate_limiter = state.limiter.driver(), "sockudo listening");

@@ -765,7 +765,15 @@ async fn node_failures(nodes: &mut [Node], hooks: &Hooks) {
     .await;
     nodes[2].kill();
     nodes[2].start();
-    nodes[2].wait_ready().await;
+    // Ready means connected: the same answer shows the adapter up, and an event published on
+    // another node right away reaches a client of the new node (nothing lost in between).
+    let body = nodes[2].wait_probe_ready().await;
+    assert_eq!(body["backends"]["adapter"]["status"], "ok", "{body}");
+    let mut fresh = nodes[2].connect().await;
+    fresh.subscribe("fresh-node").await;
+    let (s, b) = nodes[0].api().trigger("fresh-node", "hi", "1").await;
+    assert_eq!(s, 200, "{b}");
+    wait_event(&mut fresh, "hi", Duration::from_secs(5)).await;
     let removed = wait_event(&mut watcher, "pusher_internal:member_removed", EVENTUALLY).await;
     assert!(removed["data"].as_str().unwrap().contains("ghost"));
     eventually("no ghost member anywhere", || async {

@@ -158,6 +158,13 @@ pub trait Adapter: Send + Sync {
 
     fn health(&self) -> BackendHealth;
 
+    /// Waits (at most `within`) until this node hears the other nodes: its own subscriptions are
+    /// live on the backend. Startup waits for it before reporting ready, so a client routed here
+    /// cannot miss an event another node publishes in that window. False on timeout.
+    async fn wait_connected(&self, _within: std::time::Duration) -> bool {
+        true
+    }
+
     /// Whether the cluster-wide answers are complete right now (every peer's state is known).
     /// Query answers carry `"incomplete": true` otherwise, instead of silently under-counting.
     fn answers_complete(&self) -> bool {

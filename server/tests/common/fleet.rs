@@ -189,6 +189,26 @@ impl Node {
             .await;
     }
 
+    /// Waits until `/ready` answers 200 (what a Kubernetes readiness probe waits for) and
+    /// returns that answer's body.
+    pub async fn wait_probe_ready(&self) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/ready", self.port)).await
+                && r.status() == 200
+            {
+                return serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            }
+            assert!(
+                start.elapsed() < EVENTUALLY,
+                "node {} never answered ready; log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `/ready` answers with a body that satisfies `ok`.
     pub async fn wait_ready_for(&self, what: &str, ok: impl Fn(&Value) -> bool) {
         let start = Instant::now();

@@ -110,6 +110,8 @@ struct Core {
     healthy: AtomicBool,
     /// Was up once: later recoveries count as reconnects.
     ever_up: AtomicBool,
+    /// Becomes true with `ever_up`, for whoever waits for the first connection (startup).
+    ever_up_signal: tokio::sync::watch::Sender<bool>,
     /// When the backend path first came up.
     up_since: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
@@ -167,6 +169,7 @@ impl HorizontalAdapter {
             // Degraded until our own first heartbeat comes back through the backend.
             healthy: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
+            ever_up_signal: tokio::sync::watch::channel(false).0,
             up_since: Mutex::new(None),
             last_error: Mutex::new(Some("connecting".into())),
             echo_seen: Mutex::new(Instant::now()),
@@ -311,6 +314,8 @@ impl Core {
                     .adapter_reconnects
                     .with_label_values(&[self.driver()])
                     .inc();
+            } else {
+                self.ever_up_signal.send_replace(true);
             }
             self.metrics
                 .backend_up

@@ -13,6 +13,9 @@ use super::transport::Topic;
 use super::{Cmd, Core, inbox_of};
 use crate::hub::HubEvent;
 
+/// How often a starting node sends heartbeats until its first one comes back.
+const FIRST_ECHO_PROBE: Duration = Duration::from_millis(100);
+
 /// Sends this node's changes, heartbeats and snapshots, in one order (the delta numbers).
 pub(super) async fn publisher(
     core: Arc<Core>,
@@ -22,6 +25,10 @@ pub(super) async fn publisher(
     let mut seq: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(core.config.heartbeat_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Until the first heartbeat has come back, probe often: startup waits for that echo
+    // (`wait_connected`) and should not wait a whole heartbeat interval for it.
+    let mut first_echo_probe = tokio::time::interval(FIRST_ECHO_PROBE);
+    first_echo_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let _ = core.cmds.send(Cmd::Hello);
     loop {
         tokio::select! {
@@ -68,6 +75,10 @@ pub(super) async fn publisher(
                     return;
                 }
             },
+            _ = first_echo_probe.tick(), if !core.ever_up.load(Ordering::Acquire) => {
+                let env = Envelope::Heartbeat { from: core.me.clone(), seq };
+                let _ = core.publish(&Topic::Control, &env).await;
+            }
             _ = tick.tick() => {
                 let env = Envelope::Heartbeat { from: core.me.clone(), seq };
                 let _ = core.publish(&Topic::Control, &env).await;
