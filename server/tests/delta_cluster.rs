@@ -313,7 +313,28 @@ async fn concurrent_publishers(nodes: &[Node]) {
     .await;
 }
 
-async fn run(backend: Backend, prefix: &str) {
+/// The backend goes away while a publish asks it for a number, and comes back: every node's
+/// readiness shows coordination `ok` again by itself, with no publish to find out.
+async fn coordination_recovers_by_itself(backend: &mut Backend, nodes: &[Node]) {
+    backend.kill();
+    for n in nodes {
+        // Refused (503) by the adapter, after the delta decision failed: that is the point.
+        let _ = n.api().trigger("delta-outage", "tick", &tick(0)).await;
+        n.wait_ready_for("coordination degraded during the outage", |b| {
+            b["backends"]["delta_coordination"]["status"] == "degraded"
+        })
+        .await;
+    }
+    backend.restart();
+    for n in nodes {
+        n.wait_ready_for("coordination ok again without a publish", |b| {
+            b["backends"]["delta_coordination"]["status"] == "ok"
+        })
+        .await;
+    }
+}
+
+async fn run(mut backend: Backend, prefix: &str) {
     let nodes: Vec<Node> = (0..3)
         .map(|i| spawn(&backend, prefix, &format!("{prefix}-node-{i}")))
         .collect();
@@ -322,6 +343,7 @@ async fn run(backend: Backend, prefix: &str) {
     }
     round_robin(&nodes).await;
     concurrent_publishers(&nodes).await;
+    coordination_recovers_by_itself(&mut backend, &nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,17 +36,93 @@ pub fn is_encrypted(channel: &str) -> bool {
     channel.starts_with("private-encrypted-")
 }
 
+/// The stream the recovery probe counts on: never a real one (channel names are never empty).
+const PROBE_KEY: StreamKey<'static> = StreamKey {
+    app_id: "",
+    channel: "",
+    conflation_key: None,
+};
+
 #[derive(Default)]
 struct Breaker {
     retry_at: Option<Instant>,
     last_error: Option<String>,
+    /// A background probe is asking the backend until it answers (see [`probe`]).
+    probing: bool,
+}
+
+impl Breaker {
+    fn record_ok(&mut self, driver: &str) {
+        if self.last_error.take().is_some() {
+            tracing::info!(driver, "delta coordination recovered");
+        }
+        self.retry_at = None;
+    }
+
+    fn record_err(&mut self, driver: &str, e: &CoordinationError) {
+        if self.last_error.is_none() {
+            tracing::warn!(driver, error = %e, "delta coordination failed; sending full messages until it recovers");
+        }
+        self.last_error = Some(e.to_string());
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+}
+
+fn lock(breaker: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
+    breaker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One sequence number, within [`COORDINATION_TIMEOUT`] (a timeout resets the connection).
+async fn ask(coordinator: &dyn Coordinator, key: StreamKey<'_>) -> Result<u64, CoordinationError> {
+    match tokio::time::timeout(COORDINATION_TIMEOUT, coordinator.next_seq(key)).await {
+        Ok(r) => r,
+        Err(_) => {
+            coordinator.reset().await;
+            Err(CoordinationError::Timeout(
+                COORDINATION_TIMEOUT.as_millis() as u64
+            ))
+        }
+    }
+}
+
+/// After a failure, asks the backend every [`RETRY_AFTER`] until it answers, so readiness
+/// recovers even when no publish comes to find out. Ends with the service.
+async fn probe(
+    coordinator: std::sync::Weak<dyn Coordinator>,
+    breaker: std::sync::Weak<Mutex<Breaker>>,
+) {
+    loop {
+        tokio::time::sleep(RETRY_AFTER).await;
+        let (Some(coordinator), Some(breaker)) = (coordinator.upgrade(), breaker.upgrade()) else {
+            return;
+        };
+        let driver = coordinator.driver();
+        {
+            let mut b = lock(&breaker);
+            if b.last_error.is_none() {
+                // A publish got through first.
+                b.probing = false;
+                return;
+            }
+        }
+        let result = ask(&*coordinator, PROBE_KEY).await;
+        let mut b = lock(&breaker);
+        match result {
+            Ok(_) => {
+                b.record_ok(driver);
+                b.probing = false;
+                return;
+            }
+            Err(e) => b.record_err(driver, &e),
+        }
+    }
 }
 
 pub struct DeltaService {
     config: DeltaCompressionConfig,
     coordinator: Arc<dyn Coordinator>,
     metrics: DeltaMetrics,
-    breaker: Mutex<Breaker>,
+    breaker: Arc<Mutex<Breaker>>,
 }
 
 impl DeltaService {
@@ -59,7 +135,7 @@ impl DeltaService {
             config,
             coordinator,
             metrics,
-            breaker: Mutex::default(),
+            breaker: Arc::default(),
         }
     }
 
@@ -166,46 +242,33 @@ impl DeltaService {
             return None;
         }
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            COORDINATION_TIMEOUT,
-            self.coordinator.next_seq(key),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => {
-                self.coordinator.reset().await;
-                Err(CoordinationError::Timeout(
-                    COORDINATION_TIMEOUT.as_millis() as u64
-                ))
-            }
-        };
+        let result = ask(&*self.coordinator, key).await;
         self.metrics
             .coordination_latency
             .observe(started.elapsed().as_secs_f64());
         let mut breaker = self.breaker();
         match result {
             Ok(seq) => {
-                if breaker.last_error.take().is_some() {
-                    tracing::info!(driver = self.driver(), "delta coordination recovered");
-                }
-                breaker.retry_at = None;
+                breaker.record_ok(self.driver());
                 Some(seq)
             }
             Err(e) => {
                 self.metrics.coordination_failures.inc();
-                if breaker.last_error.is_none() {
-                    tracing::warn!(driver = self.driver(), error = %e, "delta coordination failed; sending full messages until it recovers");
+                breaker.record_err(self.driver(), &e);
+                if !breaker.probing {
+                    breaker.probing = true;
+                    tokio::spawn(probe(
+                        Arc::downgrade(&self.coordinator),
+                        Arc::downgrade(&self.breaker),
+                    ));
                 }
-                breaker.last_error = Some(e.to_string());
-                breaker.retry_at = Some(Instant::now() + RETRY_AFTER);
                 None
             }
         }
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.breaker)
     }
 
     /// Degraded while the coordinator's backend is (from start-up, before any publish asks for
@@ -299,6 +362,30 @@ mod tests {
         s.breaker().retry_at = Some(Instant::now());
         assert!(s.decide("a", "c", "e", data, 100, false).await.is_some());
         assert_eq!(s.health(), BackendHealth::Ok);
+    }
+
+    #[tokio::test]
+    async fn readiness_recovers_without_a_publish() {
+        let flaky = Arc::new(Flaky {
+            down: AtomicBool::new(true),
+            n: AtomicU64::new(0),
+        });
+        let s = DeltaService::new(config(), flaky.clone(), DeltaMetrics::default());
+        let data = r#"{"asset":"BTC","price":1}"#;
+        assert!(s.decide("a", "c", "e", data, 100, false).await.is_none());
+        assert!(matches!(s.health(), BackendHealth::Degraded(_)));
+        flaky.down.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.health() != BackendHealth::Ok {
+            assert!(Instant::now() < deadline, "still {:?}", s.health());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !s.breaker().probing,
+            "the probe ends once the backend answers"
+        );
+        // The probe counted on its own stream only; the next publish is served at once.
+        assert!(s.decide("a", "c", "e", data, 100, false).await.is_some());
     }
 
     /// A coordinator whose backend health is watched in the background (as Redis and NATS are).
