@@ -4,8 +4,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A server-to-client WebSocket text frame: the header and payload as written to every socket
-/// (servers do not mask), plus the payload as text for whoever needs to read it. Clones are
-/// cheap (shared buffers).
+/// (servers do not mask), plus the payload as text (a view of the same buffer) for whoever
+/// needs to read it. Clones are cheap (shared buffers).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     wire: Bytes,
@@ -19,11 +19,12 @@ impl Frame {
     pub fn text(payload: String) -> Frame {
         let mut wire = BytesMut::with_capacity(payload.len() + 10);
         put_header(&mut wire, FIN_TEXT, payload.len());
+        let header = wire.len();
         wire.put_slice(payload.as_bytes());
-        Frame {
-            wire: wire.freeze(),
-            text: Utf8Bytes::from(payload),
-        }
+        let wire = wire.freeze();
+        // The text is a view of the wire bytes, not a second copy of the payload.
+        let text = Utf8Bytes::try_from(wire.slice(header..)).expect("copied from a String");
+        Frame { wire, text }
     }
 
     /// The payload.
@@ -89,6 +90,11 @@ mod tests {
             assert_eq!(payload_len, len as u64);
             let start = cursor.position() as usize;
             assert_eq!(&frame.wire()[start..], frame.as_str().as_bytes());
+            assert_eq!(
+                frame.as_str().as_ptr(),
+                frame.wire()[start..].as_ptr(),
+                "one buffer, not two copies"
+            );
             assert_eq!(frame.len(), len);
         }
     }
