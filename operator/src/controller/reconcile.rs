@@ -133,9 +133,12 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
                 generated: &generated,
                 capabilities: ctx.capabilities().await,
             };
-            let built = build::desired(&inputs);
+            let mut built = build::desired(&inputs);
             if !paused {
                 let outcome = async {
+                    // The claims a smaller spec cannot shrink keep their templates' size.
+                    let existing = volumes::read(&ctx.client, &ns, &built.children).await?;
+                    volumes::keep_claim_sizes(&mut built.children, &existing);
                     let a = apply::apply(&ctx.client, &ns, &built.children).await?;
                     apply::prune(
                         &ctx.client,
@@ -145,13 +148,13 @@ async fn reconcile_valid(cluster: &SockudoCluster, ctx: &Context) -> Result<Acti
                         inputs.capabilities,
                     )
                     .await?;
-                    Ok::<_, Error>(a)
+                    Ok::<_, Error>((a, existing))
                 }
                 .await;
                 match outcome {
-                    Ok(a) => {
+                    Ok((a, existing)) => {
                         applied = Some(a);
-                        claims = volumes::grow(&ctx.client, &ns, &built.children).await?;
+                        claims = volumes::grow(&ctx.client, &ns, &existing).await?;
                     }
                     Err(e) => {
                         problem = Some(Problem::ApplyFailed(e.to_string()));

@@ -5,10 +5,12 @@
 //! `spec.resources.requests.storage` is patched up to the template's. The API server allows that
 //! only for a bound claim whose StorageClass has `allowVolumeExpansion: true`; its refusal is
 //! reported in the `VolumesResized` condition. A smaller size is refused by the operator itself:
-//! volumes never shrink, so the claims keep their size and the condition says so.
+//! volumes never shrink, so the claims keep their size, the claim template keeps the largest
+//! claim's (see [`keep_claim_sizes`]), and the condition says so.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -162,8 +164,9 @@ pub fn condition(outcomes: &[Outcome]) -> Wanted {
         return not(
             "ShrinkRefused",
             format!(
-                "volumes never shrink: {}. The existing claims keep their size (new pods get the \
-                 spec's); set the size back to at least the claims' to clear this.",
+                "volumes never shrink: {}. The existing claims keep their size, and so does the \
+                 StatefulSet's claim template (new pods get volumes as large as their \
+                 siblings'); set the size back to at least the claims' to clear this.",
                 shrink.join("; ")
             ),
         );
@@ -237,16 +240,25 @@ fn live(claim: &PersistentVolumeClaim) -> LiveClaim {
     }
 }
 
-/// Grows the existing claims of every StatefulSet among `children` whose data claim template
-/// asks for more than they have. `None` when no child has a data claim template. Claims not
-/// created yet (pods not scheduled) are skipped: they are created at the template's size.
-pub async fn grow(
+/// The existing data claims of one managed StatefulSet, and the size its spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetClaims {
+    pub set: String,
+    /// The size the StatefulSet's claim template asks for, as built from the spec.
+    pub wanted: String,
+    pub claims: Vec<LiveClaim>,
+}
+
+/// Reads the existing data claims of every StatefulSet among `children` that has a data claim
+/// template. Claims not created yet (pods not scheduled) are absent: they are created at the
+/// template's size.
+pub async fn read(
     client: &kube::Client,
     ns: &str,
     children: &[Child],
-) -> Result<Option<Vec<Outcome>>, Error> {
+) -> Result<Vec<SetClaims>, Error> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let mut outcomes = None;
+    let mut sets = Vec::new();
     for child in children {
         let Child::StatefulSet(set) = child else {
             continue;
@@ -254,16 +266,88 @@ pub async fn grow(
         let Some(wanted) = template_size(set) else {
             continue;
         };
-        let outcomes = outcomes.get_or_insert_with(Vec::new);
         let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let mut claims = Vec::new();
         for ordinal in 0..replicas {
             let name = format!("{CLAIM_TEMPLATE}-{}-{ordinal}", set.name_any());
-            let Some(claim) = api.get_opt(&name).await? else {
-                continue;
-            };
-            let claim = live(&claim);
+            if let Some(claim) = api.get_opt(&name).await? {
+                claims.push(live(&claim));
+            }
+        }
+        sets.push(SetClaims {
+            set: set.name_any(),
+            wanted,
+            claims,
+        });
+    }
+    Ok(sets)
+}
+
+/// Raises each StatefulSet's claim template to its largest existing claim when the spec asks
+/// for less. Volumes never shrink, so a smaller spec must neither give new pods smaller volumes
+/// than their siblings nor re-create the StatefulSet for a change that is refused anyway.
+pub fn keep_claim_sizes(children: &mut [Child], existing: &[SetClaims]) {
+    for set_claims in existing {
+        let Some(want) = bytes(&set_claims.wanted) else {
+            continue;
+        };
+        let Some(largest) = set_claims
+            .claims
+            .iter()
+            .filter_map(|c| c.requested.as_deref())
+            .filter_map(|q| bytes(q).map(|b| (b, q)))
+            // The first of equal sizes (`2Gi`, `2048Mi`): the template's text stays put.
+            .reduce(|a, b| if b.0 > a.0 { b } else { a })
+            .filter(|(b, _)| *b > want)
+            .map(|(_, q)| q.to_string())
+        else {
+            continue;
+        };
+        for child in children.iter_mut() {
+            if let Child::StatefulSet(set) = child
+                && set.name_any() == set_claims.set
+                && let Some(storage) = template_storage(set)
+            {
+                storage.0 = largest.clone();
+            }
+        }
+    }
+}
+
+/// The data claim template's storage request, to change it.
+fn template_storage(set: &mut StatefulSet) -> Option<&mut Quantity> {
+    set.spec
+        .as_mut()?
+        .volume_claim_templates
+        .as_mut()?
+        .iter_mut()
+        .find(|t| t.metadata.name.as_deref() == Some(CLAIM_TEMPLATE))?
+        .spec
+        .as_mut()?
+        .resources
+        .as_mut()?
+        .requests
+        .as_mut()?
+        .get_mut("storage")
+}
+
+/// Grows the existing claims that ask for less than their StatefulSet's spec size. `None` when
+/// no managed backend has a data claim template.
+pub async fn grow(
+    client: &kube::Client,
+    ns: &str,
+    existing: &[SetClaims],
+) -> Result<Option<Vec<Outcome>>, Error> {
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let mut outcomes = Vec::new();
+    for SetClaims { wanted, claims, .. } in existing {
+        for claim in claims {
+            let name = claim.name.clone();
             let has = claim.requested.clone().unwrap_or_default();
-            let outcome = match decide(&wanted, &claim) {
+            let outcome = match decide(wanted, claim) {
                 Decision::Keep => continue,
                 Decision::Shrink => Outcome::ShrinkRefused {
                     claim: name,
@@ -298,7 +382,7 @@ pub async fn grow(
             outcomes.push(outcome);
         }
     }
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 #[cfg(test)]
@@ -338,6 +422,68 @@ mod tests {
             decide("lots", &claim("1Gi", true)),
             Decision::Unreadable(_)
         ));
+    }
+
+    fn set(name: &str, size: &str) -> Child {
+        Child::StatefulSet(
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "selector": {},
+                    "serviceName": name,
+                    "template": {},
+                    "volumeClaimTemplates": [{
+                        "metadata": {"name": "data"},
+                        "spec": {"resources": {"requests": {"storage": size}}},
+                    }],
+                },
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn size_of(child: &Child) -> Option<String> {
+        let Child::StatefulSet(s) = child else {
+            return None;
+        };
+        template_size(s)
+    }
+
+    fn claims(set: &str, sizes: &[&str]) -> SetClaims {
+        SetClaims {
+            set: set.into(),
+            wanted: "1Gi".into(),
+            claims: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LiveClaim {
+                    name: format!("data-{set}-{i}"),
+                    requested: Some((*s).into()),
+                    bound: true,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_refused_shrink_leaves_the_template_at_the_largest_claim() {
+        let mut children = vec![set("a", "1Gi"), set("b", "1Gi"), set("c", "1Gi")];
+        keep_claim_sizes(
+            &mut children,
+            &[
+                // Shrunk from 2Gi (one claim still unbound at the old 1Gi).
+                claims("a", &["2Gi", "1Gi", "2048Mi"]),
+                // Growing: the spec's size stays (the claims are grown to it).
+                claims("b", &["512Mi"]),
+                // No claim yet.
+                claims("c", &[]),
+            ],
+        );
+        let sizes: Vec<_> = children.iter().map(size_of).collect();
+        assert_eq!(
+            sizes,
+            [Some("2Gi".into()), Some("1Gi".into()), Some("1Gi".into())]
+        );
     }
 
     #[test]

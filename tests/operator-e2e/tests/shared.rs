@@ -1112,6 +1112,16 @@ fn growing_storage_grows_bound_claims_and_a_shrink_is_refused() {
         tokio::time::sleep(SETTLE).await;
         let kept = claims.get(&claim).await.unwrap();
         assert_eq!(requested(&kept).as_deref(), Some("2Gi"));
+        // The StatefulSet keeps asking for 2Gi: a pod added later gets a volume as large as
+        // its siblings', and the refused change did not re-create the StatefulSet.
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let set_name = claim
+            .strip_prefix("data-")
+            .and_then(|c| c.strip_suffix("-0"))
+            .unwrap();
+        let set = sets.get(set_name).await.unwrap();
+        let templates = set.spec.unwrap().volume_claim_templates.unwrap();
+        assert_eq!(requested(&templates[0]).as_deref(), Some("2Gi"));
         let events = operator_events(&client, &ns, &name).await;
         assert!(
             events.iter().any(|e| e.type_.as_deref() == Some("Warning")
