@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PodSpec,
@@ -170,6 +172,13 @@ impl BackendSet<'_> {
                     }),
                 },
                 volume_claim_templates: claims,
+                persistent_volume_claim_retention_policy: self
+                    .storage
+                    .filter(|s| s.has_retention_policy() && self.inputs.capabilities.pvc_retention)
+                    .map(|s| StatefulSetPersistentVolumeClaimRetentionPolicy {
+                        when_deleted: s.when_deleted.map(|r| r.as_str().into()),
+                        when_scaled: s.when_scaled.map(|r| r.as_str().into()),
+                    }),
                 ..StatefulSetSpec::default()
             }),
             ..StatefulSet::default()

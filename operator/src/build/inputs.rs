@@ -21,6 +21,9 @@ pub struct Capabilities {
     /// The native `preStop` `sleep` action (Kubernetes 1.29+). Older API servers refuse the
     /// field, so the hook is left out there (the server still drains on SIGTERM).
     pub native_sleep: bool,
+    /// A StatefulSet's `persistentVolumeClaimRetentionPolicy` (on by default from Kubernetes
+    /// 1.27). Older API servers refuse the field, so it is left out there and reported.
+    pub pvc_retention: bool,
 }
 
 impl Capabilities {
@@ -30,6 +33,7 @@ impl Capabilities {
         hpa_v2: true,
         service_monitor: true,
         native_sleep: true,
+        pvc_retention: true,
     };
 }
 

@@ -94,6 +94,9 @@ pub struct Desired {
 }
 
 /// Builds every child. Pure: same inputs, same objects.
+/// What `status.skipped` says when the API server is too old for a claim retention policy.
+pub const RETENTION_SKIPPED: &str = "persistentVolumeClaimRetentionPolicy of the managed StatefulSets (Kubernetes 1.27+): their volumes are retained";
+
 pub fn desired(inputs: &Inputs) -> Desired {
     let mut children = Vec::new();
     let mut skipped = Vec::new();
@@ -142,6 +145,14 @@ pub fn desired(inputs: &Inputs) -> Desired {
     }
     if !inputs.capabilities.native_sleep {
         skipped.push("preStop sleep hook (Kubernetes 1.29+)".into());
+    }
+    let storages = managed_redis
+        .iter()
+        .filter_map(|i| i.spec.managed.as_ref()?.storage.as_ref())
+        .chain(managed_nats.and_then(|n| n.managed.as_ref()?.storage.as_ref()));
+    if !inputs.capabilities.pvc_retention && storages.into_iter().any(|s| s.has_retention_policy())
+    {
+        skipped.push(RETENTION_SKIPPED.into());
     }
     for instance in &managed_redis {
         children.extend(redis::managed(instance, inputs));

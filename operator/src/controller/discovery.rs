@@ -41,6 +41,7 @@ pub async fn capabilities(client: &Client) -> Capabilities {
         hpa_v2: serves(client, "autoscaling/v2", "horizontalpodautoscalers").await,
         service_monitor: serves(client, "monitoring.coreos.com/v1", "servicemonitors").await,
         native_sleep: at_least(client, 29).await,
+        pvc_retention: at_least(client, 27).await,
     }
 }
 

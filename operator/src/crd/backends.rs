@@ -71,6 +71,40 @@ pub struct StorageSpec {
     /// StorageClass of the volumes. Default: the cluster's default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// What becomes of the volumes when the SockudoCluster (and so its StatefulSet) is deleted.
+    /// Default: `Retain` (the data outlives the cluster). Needs Kubernetes 1.27+.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_deleted: Option<ClaimRetention>,
+    /// What becomes of the volumes of pods removed by a scale-down (a Redis Cluster that shrinks,
+    /// once its departing nodes are drained). Default: `Retain`. Needs Kubernetes 1.27+.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_scaled: Option<ClaimRetention>,
+}
+
+impl StorageSpec {
+    /// Whether a retention policy is asked for (rendered only then, so clusters that do not ask
+    /// for one keep their StatefulSets as they were).
+    pub fn has_retention_policy(&self) -> bool {
+        self.when_deleted.is_some() || self.when_scaled.is_some()
+    }
+}
+
+/// A StatefulSet's `persistentVolumeClaimRetentionPolicy` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClaimRetention {
+    /// The claims (and so the data) stay.
+    Retain,
+    /// The claims are deleted with their pods.
+    Delete,
+}
+
+impl ClaimRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimRetention::Retain => "Retain",
+            ClaimRetention::Delete => "Delete",
+        }
+    }
 }
 
 /// A Redis run elsewhere. Standalone: `url` or `host`/`port`; cluster: `nodes`.

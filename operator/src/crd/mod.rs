@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use apps::{AppFeaturesSpec, AppLimitsSpec, AppSecretRef, AppSpec, WebhookSpec};
 pub use backends::{
-    BackendSecretRef, ExternalNats, ExternalRedis, ManagedNats, ManagedRedis, NatsSpec, RedisMode,
-    RedisSpec, StorageSpec, TlsSpec,
+    BackendSecretRef, ClaimRetention, ExternalNats, ExternalRedis, ManagedNats, ManagedRedis,
+    NatsSpec, RedisMode, RedisSpec, StorageSpec, TlsSpec,
 };
 pub use drivers::{
     AdapterSpec, CacheSpec, DeltaCompressionSpec, RateLimitSpec, RateLimiterSpec, RateLimitsSpec,

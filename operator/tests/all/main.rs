@@ -3,6 +3,7 @@
 mod backend_configs;
 mod budgets;
 mod cel_rules;
+mod claim_retention;
 mod crd_drift;
 mod examples;
 mod images;

@@ -19,12 +19,13 @@ use crate::plane::TEST_MANAGER;
 use crate::{PATIENCE, eventually, workspace_root};
 
 /// The optional APIs of the 1.20 test API server: none (no policy/v1, no autoscaling/v2, no
-/// ServiceMonitor CRD, no native preStop sleep).
+/// ServiceMonitor CRD, no native preStop sleep, no PVC retention policy).
 pub const CAPS_1_20: Capabilities = Capabilities {
     pdb_v1: false,
     hpa_v2: false,
     service_monitor: false,
     native_sleep: false,
+    pvc_retention: false,
 };
 
 /// The documents of `operator/examples/NAME`.

@@ -797,8 +797,9 @@ fn a_malformed_cluster_does_not_stop_the_others() {
     });
 }
 
-/// Optional APIs missing on 1.20 (policy/v1 PDB, autoscaling/v2 HPA, the ServiceMonitor CRD)
-/// are skipped and reported in status, not retried as errors.
+/// Optional APIs missing on 1.20 (policy/v1 PDB, autoscaling/v2 HPA, the ServiceMonitor CRD,
+/// a StatefulSet's PVC retention policy) are skipped and reported in status, not retried as
+/// errors.
 #[test]
 fn missing_optional_apis_are_skipped_and_reported() {
     run(async {
@@ -816,7 +817,8 @@ fn missing_optional_apis_are_skipped_and_reported() {
             "metadata": {"name": "optional"},
             "spec": {
                 "replicas": 3,
-                "adapter": {"driver": "nats"}, "nats": {"managed": {}},
+                "adapter": {"driver": "nats"},
+                "nats": {"managed": {"storage": {"size": "1Gi", "whenDeleted": "Delete"}}},
                 "autoscaling": {"minReplicas": 3, "maxReplicas": 6},
                 "metrics": {"serviceMonitor": {"interval": "30s"}},
                 "apps": [{"id": "1", "secretRef": {"name": "app"}}]
@@ -825,7 +827,7 @@ fn missing_optional_apis_are_skipped_and_reported() {
         .unwrap();
         create_cluster(&client, &ns, &c).await;
         let c = wait_cluster(&client, &ns, "optional", "skipped APIs reported", |c| {
-            observed_current(c) && c.status.as_ref().is_some_and(|s| s.skipped.len() >= 3)
+            observed_current(c) && c.status.as_ref().is_some_and(|s| s.skipped.len() >= 4)
         })
         .await;
         let skipped = &c.status.as_ref().unwrap().skipped;
@@ -833,6 +835,7 @@ fn missing_optional_apis_are_skipped_and_reported() {
             "PodDisruptionBudget (policy/v1)",
             "HorizontalPodAutoscaler (autoscaling/v2)",
             "ServiceMonitor (monitoring.coreos.com/v1)",
+            sockudo_operator::build::RETENTION_SKIPPED,
         ] {
             assert!(skipped.contains(&want.to_string()), "{skipped:?}");
         }
