@@ -9,6 +9,7 @@ pub mod hash;
 pub mod hpa;
 pub mod ingress;
 pub mod inputs;
+pub mod interconnect;
 pub mod names;
 pub mod nats;
 pub mod pdb;
@@ -91,12 +92,14 @@ pub struct Desired {
     pub warnings: Vec<String>,
     /// The pod-template hash (server settings and backend credentials).
     pub config_hash: String,
+    /// How the pods reach each other ([`interconnect::interconnect`]).
+    pub interconnect: String,
 }
 
-/// Builds every child. Pure: same inputs, same objects.
 /// What `status.skipped` says when the API server is too old for a claim retention policy.
 pub const RETENTION_SKIPPED: &str = "persistentVolumeClaimRetentionPolicy of the managed StatefulSets (Kubernetes 1.27+): their volumes are retained";
 
+/// Builds every child. Pure: same inputs, same objects.
 pub fn desired(inputs: &Inputs) -> Desired {
     let mut children = Vec::new();
     let mut skipped = Vec::new();
@@ -165,5 +168,6 @@ pub fn desired(inputs: &Inputs) -> Desired {
         skipped,
         warnings: warnings::warnings(&inputs.cluster.spec),
         config_hash,
+        interconnect: interconnect::interconnect(&server_config::render_settings(inputs)),
     }
 }

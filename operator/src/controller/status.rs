@@ -184,6 +184,14 @@ fn redis_cluster_stalled(cluster: &SockudoCluster, c: &RedisClusterStatus) -> Wa
     )
 }
 
+/// The warning while a rollout moves the pods to another interconnect.
+pub fn split_warning(previous: &str, next: &str) -> String {
+    format!(
+        "the adapter changes from {previous} to {next}: until the rollout ends, clients of old \
+         and new pods do not get each other's events"
+    )
+}
+
 /// The new status. `old` supplies the previous conditions, so transition times are kept.
 pub fn compute(
     cluster: &SockudoCluster,
@@ -315,6 +323,20 @@ pub fn compute(
         .as_ref()
         .and_then(|s| s.port)
         .unwrap_or(HTTP_PORT);
+    // The interconnect is recorded once a rollout has completed; until then a change of it
+    // means old and new pods do not hear each other.
+    let rolled_out = server_ready && problem.is_none();
+    let mut warnings = desired.map_or(old.warnings, |d| d.warnings.clone());
+    let interconnect = match desired {
+        Some(d) if rolled_out => Some(d.interconnect.clone()),
+        _ => old.interconnect.clone(),
+    };
+    if let (Some(d), Some(previous)) = (desired, &old.interconnect)
+        && d.interconnect != *previous
+        && !rolled_out
+    {
+        warnings.push(split_warning(previous, &d.interconnect));
+    }
     SockudoClusterStatus {
         observed_generation: generation,
         conditions: conditions::merge(&old.conditions, &wanted, generation, now),
@@ -334,7 +356,8 @@ pub fn compute(
             }),
             ingress,
         }),
-        warnings: desired.map(|d| d.warnings.clone()).unwrap_or(old.warnings),
+        warnings,
+        interconnect,
         skipped: desired.map(|d| d.skipped.clone()).unwrap_or(old.skipped),
         config_hash: desired.map(|d| d.config_hash.clone()).or(old.config_hash),
         redis_cluster: observed.redis_cluster.clone(),
@@ -422,6 +445,47 @@ mod tests {
                 "app.kubernetes.io/component=server,app.kubernetes.io/instance=x,app.kubernetes.io/name=sockudo"
             )
         );
+    }
+
+    #[test]
+    fn an_interconnect_change_warns_until_the_rollout_ends() {
+        let now = Time("2024-01-01T00:00:00Z".parse().unwrap());
+        let desired = |interconnect: &str| Desired {
+            children: vec![],
+            skipped: vec![],
+            warnings: vec![],
+            config_hash: "h".into(),
+            interconnect: interconnect.into(),
+        };
+        let ready = Observed {
+            server: Some(workload(2)),
+            ..Observed::default()
+        };
+        let rolling = Observed {
+            server: Some(Workload {
+                updated: 1,
+                ..workload(2)
+            }),
+            ..Observed::default()
+        };
+        let mut c = cluster();
+        // First rollout: nothing to split, recorded once complete.
+        let s = compute(&c, Some(&desired("redis A")), &rolling, None, false, &now);
+        assert_eq!((s.interconnect.as_deref(), s.warnings.len()), (None, 0));
+        let s = compute(&c, Some(&desired("redis A")), &ready, None, false, &now);
+        assert_eq!(s.interconnect.as_deref(), Some("redis A"));
+        c.status = Some(s);
+        // A config change that keeps the interconnect: no warning while it rolls.
+        let s = compute(&c, Some(&desired("redis A")), &rolling, None, false, &now);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // The adapter changes: warned while rolling, recorded (and quiet) once done.
+        let s = compute(&c, Some(&desired("nats B")), &rolling, None, false, &now);
+        assert_eq!(s.warnings, vec![split_warning("redis A", "nats B")]);
+        assert_eq!(s.interconnect.as_deref(), Some("redis A"));
+        c.status = Some(s);
+        let s = compute(&c, Some(&desired("nats B")), &ready, None, false, &now);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.interconnect.as_deref(), Some("nats B"));
     }
 
     #[test]

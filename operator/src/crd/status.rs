@@ -38,6 +38,10 @@ pub struct SockudoClusterStatus {
     /// Hash of the server settings and backend credentials the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// How the pods of the last completed rollout reach each other (adapter driver, backend,
+    /// prefix). While a rollout changes it, `warnings` says the fleet is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interconnect: Option<String>,
     /// The managed Redis Cluster's bootstrap and slot state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_cluster: Option<RedisClusterStatus>,

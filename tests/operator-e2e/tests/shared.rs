@@ -1133,3 +1133,68 @@ fn growing_storage_grows_bound_claims_and_a_shrink_is_refused() {
         );
     });
 }
+
+/// Moving a fleet to another adapter splits it while its pods roll (old and new pods do not
+/// hear each other): `status.warnings` says so until the rollout ends, and
+/// `status.interconnect` then names the new interconnect.
+#[test]
+fn an_adapter_change_warns_while_the_fleet_is_split() {
+    run(async {
+        let env = shared().await;
+        let client = env.plane.admin();
+        let ns = env.plane.namespace("interconnect").await;
+        let name = apply_example(&client, &ns, "redis-external.yaml").await;
+        let c = drive_to_ready(&client, &ns, &name).await;
+        let before = c.status.as_ref().unwrap().interconnect.clone();
+        let before = before.expect("recorded once the first rollout completed");
+        assert!(
+            before.starts_with("redis redis.example.internal:6380 db 0, prefix "),
+            "{before}"
+        );
+        let split = |c: &SockudoCluster| {
+            c.status.as_ref().is_some_and(|s| {
+                s.warnings
+                    .iter()
+                    .any(|w| w.starts_with("the adapter changes from"))
+            })
+        };
+        assert!(!split(&c), "{}", describe(&c));
+
+        patch_cluster(
+            &client,
+            &ns,
+            &name,
+            json!({"spec": {
+                "adapter": {"driver": "nats"},
+                "nats": {"external": {"servers": ["nats://nats.example.internal:4222"]}},
+            }}),
+        )
+        .await;
+        let c = wait_cluster(&client, &ns, &name, "the split warned", |c| {
+            observed_current(c) && split(c)
+        })
+        .await;
+        let status = c.status.as_ref().unwrap();
+        assert_eq!(status.interconnect.as_deref(), Some(before.as_str()));
+        let warning = status
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("the adapter changes from"))
+            .unwrap();
+        assert!(
+            warning.contains(&before) && warning.contains("nats nats://nats.example.internal:4222"),
+            "{warning}"
+        );
+
+        drive_to_ready(&client, &ns, &name).await;
+        let c = wait_cluster(&client, &ns, &name, "the split over", |c| {
+            observed_current(c) && !split(c)
+        })
+        .await;
+        let after = c.status.as_ref().unwrap().interconnect.as_deref().unwrap();
+        assert!(
+            after.starts_with("nats nats://nats.example.internal:4222"),
+            "{after}"
+        );
+    });
+}
