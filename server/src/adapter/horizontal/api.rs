@@ -256,7 +256,7 @@ impl Adapter for HorizontalAdapter {
     }
 
     async fn wait_connected(&self, within: Duration) -> bool {
-        let mut up = self.core.ever_up_signal.subscribe();
+        let mut up = self.core.ever_up.subscribe();
         tokio::time::timeout(within, up.wait_for(|up| *up))
             .await
             .is_ok_and(|r| r.is_ok())

@@ -108,10 +108,9 @@ struct Core {
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     healthy: AtomicBool,
-    /// Was up once: later recoveries count as reconnects.
-    ever_up: AtomicBool,
-    /// Becomes true with `ever_up`, for whoever waits for the first connection (startup).
-    ever_up_signal: tokio::sync::watch::Sender<bool>,
+    /// Was up once: later recoveries count as reconnects. A watch, so that startup can wait
+    /// for the first connection.
+    ever_up: tokio::sync::watch::Sender<bool>,
     /// When the backend path first came up.
     up_since: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
@@ -168,8 +167,7 @@ impl HorizontalAdapter {
             next_id: AtomicU64::new(1),
             // Degraded until our own first heartbeat comes back through the backend.
             healthy: AtomicBool::new(false),
-            ever_up: AtomicBool::new(false),
-            ever_up_signal: tokio::sync::watch::channel(false).0,
+            ever_up: tokio::sync::watch::channel(false).0,
             up_since: Mutex::new(None),
             last_error: Mutex::new(Some("connecting".into())),
             echo_seen: Mutex::new(Instant::now()),
@@ -309,13 +307,11 @@ impl Core {
                 .get_or_insert_with(Instant::now);
             let was_error = self.last_error.lock().expect("lock").take();
             tracing::info!(driver = self.driver(), previous = ?was_error, "adapter backend up; announcing state");
-            if self.ever_up.swap(true, Ordering::AcqRel) {
+            if self.ever_up.send_replace(true) {
                 self.metrics
                     .adapter_reconnects
                     .with_label_values(&[self.driver()])
                     .inc();
-            } else {
-                self.ever_up_signal.send_replace(true);
             }
             self.metrics
                 .backend_up

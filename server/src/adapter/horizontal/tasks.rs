@@ -75,7 +75,7 @@ pub(super) async fn publisher(
                     return;
                 }
             },
-            _ = first_echo_probe.tick(), if !core.ever_up.load(Ordering::Acquire) => {
+            _ = first_echo_probe.tick(), if !*core.ever_up.borrow() => {
                 let env = Envelope::Heartbeat { from: core.me.clone(), seq };
                 let _ = core.publish(&Topic::Control, &env).await;
             }
