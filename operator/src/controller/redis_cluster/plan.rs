@@ -291,6 +291,15 @@ fn settled(views: &[NodeView], members: &[usize]) -> Action {
             }
         }
     }
+    // A MEET to a peer that was only reconnecting (all pods restarted) leaves a handshake entry
+    // until the peer answers and Redis folds it into the known node: not settled yet, and a
+    // client discovering the topology meanwhile would see a node too many.
+    if let Some(&j) = members
+        .iter()
+        .find(|&&j| views[j].nodes.iter().any(NodeEntry::is_handshake))
+    {
+        return Action::Wait(format!("pod {j} is still handshaking a node"));
+    }
     if let Some(&i) = members.iter().find(|&&i| !views[i].state_ok) {
         return Action::Wait(format!("pod {i} does not report cluster_state:ok"));
     }

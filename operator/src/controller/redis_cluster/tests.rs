@@ -231,6 +231,20 @@ fn replicas_follow_their_shard_master_then_ready() {
 }
 
 #[test]
+fn a_leftover_handshake_entry_is_not_ready_yet() {
+    let (own, replicas) = formed();
+    let mut v = views(&own, &replicas, true);
+    v[3].nodes
+        .push(entry("f00d", "handshake,master", None, &[]));
+    assert_eq!(
+        plan(&v, GOAL),
+        Action::Wait("pod 3 is still handshaking a node".into())
+    );
+    v[3].nodes.pop();
+    assert_eq!(plan(&v, GOAL), Action::None);
+}
+
+#[test]
 fn after_a_failover_the_promoted_replica_keeps_its_slots() {
     // Pod 0 became a replica of pod 1, which took its slots: nothing to assign or replicate.
     let (mut own, _) = formed();
