@@ -176,11 +176,17 @@ impl Node {
         }
     }
 
-    pub async fn ready_body(&self) -> Option<Value> {
+    /// `/ready`'s status code and body, if the node answers.
+    async fn ready_answer(&self) -> Option<(u16, Value)> {
         let r = reqwest::get(format!("http://127.0.0.1:{}/ready", self.port))
             .await
             .ok()?;
-        serde_json::from_str(&r.text().await.ok()?).ok()
+        let status = r.status().as_u16();
+        Some((status, serde_json::from_str(&r.text().await.ok()?).ok()?))
+    }
+
+    pub async fn ready_body(&self) -> Option<Value> {
+        self.ready_answer().await.map(|(_, body)| body)
     }
 
     /// Waits until the node serves and its adapter backend is up.
@@ -192,31 +198,28 @@ impl Node {
     /// Waits until `/ready` answers 200 (what a Kubernetes readiness probe waits for) and
     /// returns that answer's body.
     pub async fn wait_probe_ready(&self) -> Value {
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/ready", self.port)).await
-                && r.status() == 200
-            {
-                return serde_json::from_str(&r.text().await.unwrap()).unwrap();
-            }
-            assert!(
-                start.elapsed() < EVENTUALLY,
-                "node {} never answered ready; log:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_answer("answering 200", |status, body| {
+            (status == 200).then_some(body)
+        })
+        .await
     }
 
     /// Waits until `/ready` answers with a body that satisfies `ok`.
     pub async fn wait_ready_for(&self, what: &str, ok: impl Fn(&Value) -> bool) {
+        self.wait_answer(what, |_, body| ok(&body).then_some(()))
+            .await
+    }
+
+    /// Polls `/ready` until `pick` takes an answer; fails after [`EVENTUALLY`].
+    async fn wait_answer<T>(&self, what: &str, pick: impl Fn(u16, Value) -> Option<T>) -> T {
         let start = Instant::now();
         loop {
-            if let Some(b) = self.ready_body().await
-                && ok(&b)
+            if let Some(t) = self
+                .ready_answer()
+                .await
+                .and_then(|(status, body)| pick(status, body))
             {
-                return;
+                return t;
             }
             assert!(
                 start.elapsed() < EVENTUALLY,
@@ -224,7 +227,7 @@ impl Node {
                 self.name,
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
