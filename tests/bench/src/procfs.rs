@@ -77,6 +77,39 @@ fn vm_rss_kb(status: &str) -> Result<u64> {
     bail!("no VmRSS in /proc/PID/status (process exited?)")
 }
 
+/// CPU time of the whole machine from /proc/stat, all cores summed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineSample {
+    /// user + nice + system + irq + softirq: every process's time, kernel threads included.
+    pub busy_us: u64,
+    /// Time the hypervisor ran something else while a vCPU wanted to run.
+    pub steal_us: u64,
+}
+
+pub fn machine() -> Result<MachineSample> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    machine_from(&stat)
+}
+
+fn machine_from(stat: &str) -> Result<MachineSample> {
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let t: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().context("malformed /proc/stat"))
+        .collect::<Result<_>>()?;
+    let field = |i: usize| t.get(i).copied().unwrap_or(0);
+    let us = |ticks: u64| ticks * 1_000_000 / clock_ticks_per_sec();
+    // user nice system idle iowait irq softirq steal
+    Ok(MachineSample {
+        busy_us: us(field(0) + field(1) + field(2) + field(5) + field(6)),
+        steal_us: us(field(7)),
+    })
+}
+
 fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -112,6 +145,15 @@ mod tests {
     fn parses_stat_with_odd_command_name() {
         let stat = "42 (a) b (c)) S 1 1 1 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 1 1 1";
         assert_eq!(cpu_ticks(stat).unwrap(), (7, 5));
+    }
+
+    #[test]
+    fn sums_busy_time_and_steal_from_proc_stat() {
+        let stat = "cpu  100 10 50 9000 7 3 20 5 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
+        let m = machine_from(stat).unwrap();
+        let us = |t: u64| t * 1_000_000 / clock_ticks_per_sec();
+        assert_eq!(m.busy_us, us(183));
+        assert_eq!(m.steal_us, us(5));
     }
 
     #[test]

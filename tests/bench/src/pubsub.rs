@@ -15,7 +15,7 @@ use crate::Target;
 use crate::procfs;
 use crate::publisher::Publisher;
 use crate::record::Record;
-use crate::stats::{Latency, lock, now_us};
+use crate::stats::{Latency, lock, now_us, sample_buffer};
 use crate::subscriber::{EVENT, Pool, WsTarget, payload};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,11 @@ struct StepResult {
     /// Share of the server's CPU spent in the kernel (mostly socket writes).
     server_kernel_pct: Option<f64>,
     client_cpu_pct_of_core: f64,
+    /// CPU used by everything but server and generator (kernel threads such as a memory
+    /// reclaimer, other processes), in % of one core: a busy neighbour explains a stalled step.
+    other_cpu_pct_of_core: Option<f64>,
+    /// Hypervisor steal over all cores, in % of one core.
+    steal_pct_of_core: f64,
     connections_dropped_so_far: usize,
     passed: bool,
     verdict: String,
@@ -410,7 +415,14 @@ fn cpu_line(s: &StepResult) -> String {
         ),
         _ => "server CPU n/a".into(),
     };
-    format!("{server}, client CPU {:.0}%", s.client_cpu_pct_of_core)
+    let mut line = format!("{server}, client CPU {:.0}%", s.client_cpu_pct_of_core);
+    if let Some(other) = s.other_cpu_pct_of_core {
+        line.push_str(&format!(", other CPU {other:.0}%"));
+    }
+    if s.steal_pct_of_core >= 0.5 {
+        line.push_str(&format!(", steal {:.0}%", s.steal_pct_of_core));
+    }
+    line
 }
 
 fn now_unix_ms() -> u128 {
@@ -433,26 +445,30 @@ async fn run_step(
     seq: &mut u64,
 ) -> Result<StepResult> {
     let shared = &pool.shared;
-    shared.begin_step(step_id);
     let subs = lock(&shared.subscribers).clone();
     let messages = a
         .messages
         .unwrap_or_else(|| (rate * a.step_secs).ceil().max(1.0) as u64);
+    // Deliveries this step's publishes should make: publish k goes to channel (seq + k) mod C.
+    let expected: u64 = (0..messages)
+        .map(|k| subs[((*seq + k) % names.len() as u64) as usize])
+        .sum();
+    shared.begin_step(step_id, expected as usize);
     let counters = Arc::new(PubCounters::default());
+    sample_buffer(&mut lock(&counters.latencies_us), messages as usize);
     let gate = Arc::new(Semaphore::new(a.max_in_flight.max(1)));
     let server0 = procfs::sample(pids)?;
     let client0 = procfs::sample_self()?;
+    let machine0 = procfs::machine()?;
     let wall0 = Instant::now();
     let first_send = now_us();
     let start = tokio::time::Instant::now();
-    let mut expected: u64 = 0;
     for i in 0..messages {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
         let permit = gate.clone().acquire_owned().await?;
         let ch = (*seq % names.len() as u64) as usize;
         let this_seq = *seq;
         *seq += 1;
-        expected += subs[ch];
         let publisher = publisher.clone();
         let names = names.clone();
         let counters = counters.clone();
@@ -493,6 +509,7 @@ async fn run_step(
     let wall = wall0.elapsed().as_secs_f64();
     let server1 = procfs::sample(pids)?;
     let client1 = procfs::sample_self()?;
+    let machine1 = procfs::machine()?;
 
     let delivered = shared.delivered.load(Ordering::SeqCst);
     let last_recv = shared.last_recv_us.load(Ordering::SeqCst);
@@ -543,6 +560,17 @@ async fn run_step(
         server_kernel_pct: server_cpu
             .map(|c| server1.sys_since(&server0) as f64 * 100.0 / c.max(1) as f64),
         client_cpu_pct_of_core: client1.cpu_since(&client0) as f64 / 1e4 / wall,
+        // Without a server PID the server's own time would count as "other".
+        other_cpu_pct_of_core: server_cpu.map(|server| {
+            machine1
+                .busy_us
+                .saturating_sub(machine0.busy_us)
+                .saturating_sub(server)
+                .saturating_sub(client1.cpu_since(&client0)) as f64
+                / 1e4
+                / wall
+        }),
+        steal_pct_of_core: machine1.steal_us.saturating_sub(machine0.steal_us) as f64 / 1e4 / wall,
         connections_dropped_so_far: shared.dropped.load(Ordering::SeqCst),
         passed,
         verdict: if passed {

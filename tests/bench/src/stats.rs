@@ -18,6 +18,16 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An empty sample buffer with room for `n` samples, its pages already touched. Growing a
+/// buffer of millions of samples mid-step copies it and faults in the new pages at once: the
+/// generator stalled for several milliseconds doing that, and the deliveries it did not read
+/// meanwhile showed up as server latency.
+pub fn sample_buffer(buf: &mut Vec<u32>, n: usize) {
+    buf.clear();
+    buf.resize(n, 0);
+    buf.clear();
+}
+
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::raw_ws::{Frame, RawWs};
-use crate::stats::{lock, now_us};
+use crate::stats::{lock, now_us, sample_buffer};
 
 /// Event name of every benchmark message.
 pub const EVENT: &str = "bench";
@@ -57,13 +57,13 @@ impl Shared {
         Arc::new(s)
     }
 
-    /// Starts a new step: clears the samples and counters.
-    pub fn begin_step(&self, id: u32) {
+    /// Starts a new step: clears the counters and readies room for `expected` samples.
+    pub fn begin_step(&self, id: u32, expected: usize) {
         self.step.store(id, Ordering::SeqCst);
         self.delivered.store(0, Ordering::SeqCst);
         self.late.store(0, Ordering::SeqCst);
         self.last_recv_us.store(0, Ordering::SeqCst);
-        lock(&self.latencies_us).clear();
+        sample_buffer(&mut lock(&self.latencies_us), expected);
     }
 
     fn note_error(&self, e: &anyhow::Error) {
