@@ -109,6 +109,10 @@ struct StepResult {
     other_cpu_pct_of_core: Option<f64>,
     /// Hypervisor steal over all cores, in % of one core.
     steal_pct_of_core: f64,
+    /// Silences between deliveries of at least `delivery_gap_threshold_ms`, and their total.
+    delivery_gaps: u64,
+    delivery_gap_threshold_ms: f64,
+    delivery_gaps_total_ms: f64,
     connections_dropped_so_far: usize,
     passed: bool,
     verdict: String,
@@ -422,6 +426,12 @@ fn cpu_line(s: &StepResult) -> String {
     if s.steal_pct_of_core >= 0.5 {
         line.push_str(&format!(", steal {:.0}%", s.steal_pct_of_core));
     }
+    if s.delivery_gaps > 0 {
+        line.push_str(&format!(
+            " | {} delivery gaps >= {:.0} ms ({:.0} ms in all)",
+            s.delivery_gaps, s.delivery_gap_threshold_ms, s.delivery_gaps_total_ms
+        ));
+    }
     line
 }
 
@@ -453,7 +463,9 @@ async fn run_step(
     let expected: u64 = (0..messages)
         .map(|k| subs[((*seq + k) % names.len() as u64) as usize])
         .sum();
-    shared.begin_step(step_id, expected as usize);
+    // A gap is a silence of 3 ms, or of 20 publish intervals at slow rates.
+    let gap_threshold_us = (20e6 / rate).max(3000.0) as u64;
+    shared.begin_step(step_id, expected as usize, gap_threshold_us);
     let counters = Arc::new(PubCounters::default());
     sample_buffer(&mut lock(&counters.latencies_us), messages as usize);
     let gate = Arc::new(Semaphore::new(a.max_in_flight.max(1)));
@@ -571,6 +583,9 @@ async fn run_step(
                 / wall
         }),
         steal_pct_of_core: machine1.steal_us.saturating_sub(machine0.steal_us) as f64 / 1e4 / wall,
+        delivery_gaps: shared.gaps.load(Ordering::SeqCst),
+        delivery_gap_threshold_ms: gap_threshold_us as f64 / 1000.0,
+        delivery_gaps_total_ms: shared.gap_us.load(Ordering::SeqCst) as f64 / 1000.0,
         connections_dropped_so_far: shared.dropped.load(Ordering::SeqCst),
         passed,
         verdict: if passed {

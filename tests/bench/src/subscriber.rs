@@ -36,6 +36,11 @@ pub struct Shared {
     pub delivered: AtomicU64,
     pub late: AtomicU64,
     pub last_recv_us: AtomicU64,
+    /// Silences between two deliveries this long or longer count as gaps (set per step).
+    pub gap_threshold_us: AtomicU64,
+    /// Gaps of the current step and their summed length.
+    pub gaps: AtomicU64,
+    pub gap_us: AtomicU64,
     /// Publish-to-receive latencies of the current step, in microseconds.
     pub latencies_us: Mutex<Vec<u32>>,
     pub ready: AtomicUsize,
@@ -58,11 +63,16 @@ impl Shared {
     }
 
     /// Starts a new step: clears the counters and readies room for `expected` samples.
-    pub fn begin_step(&self, id: u32, expected: usize) {
+    /// `gap_threshold_us`: see [`Shared::gaps`].
+    pub fn begin_step(&self, id: u32, expected: usize, gap_threshold_us: u64) {
         self.step.store(id, Ordering::SeqCst);
         self.delivered.store(0, Ordering::SeqCst);
         self.late.store(0, Ordering::SeqCst);
         self.last_recv_us.store(0, Ordering::SeqCst);
+        self.gap_threshold_us
+            .store(gap_threshold_us, Ordering::SeqCst);
+        self.gaps.store(0, Ordering::SeqCst);
+        self.gap_us.store(0, Ordering::SeqCst);
         sample_buffer(&mut lock(&self.latencies_us), expected);
     }
 
@@ -87,7 +97,16 @@ impl Shared {
             return;
         }
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.last_recv_us.fetch_max(now, Ordering::Relaxed);
+        let previous = self.last_recv_us.fetch_max(now, Ordering::Relaxed);
+        // Nothing arrived for a while although publishes go out many times a millisecond:
+        // the publisher, the server or the generator stood still. Counting these tells a
+        // stalled step from a slow one.
+        if previous != 0
+            && now.saturating_sub(previous) >= self.gap_threshold_us.load(Ordering::Relaxed)
+        {
+            self.gaps.fetch_add(1, Ordering::Relaxed);
+            self.gap_us.fetch_add(now - previous, Ordering::Relaxed);
+        }
         let lat = now.saturating_sub(sent_us).min(u32::MAX as u64) as u32;
         lock(&self.latencies_us).push(lat);
     }
