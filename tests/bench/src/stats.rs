@@ -83,6 +83,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sample_buffer_is_empty_with_room_for_n() {
+        let mut buf = vec![7u32; 3];
+        sample_buffer(&mut buf, 100_000);
+        assert!(buf.is_empty());
+        assert!(buf.capacity() >= 100_000);
+    }
+
+    #[test]
     fn nearest_rank() {
         let mut v: Vec<u32> = (1..=100).map(|x| x * 1000).collect();
         let l = Latency::from_us(&mut v);

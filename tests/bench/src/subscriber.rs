@@ -88,10 +88,14 @@ impl Shared {
     }
 
     fn on_text(&self, text: &str) {
+        self.received_at(text, now_us());
+    }
+
+    /// Times a frame received at `now` (microseconds of [`now_us`]).
+    fn received_at(&self, text: &str, now: u64) {
         let Some((sent_us, _seq, step)) = parse_marker(text) else {
             return;
         };
-        let now = now_us();
         if step != self.step.load(Ordering::Relaxed) {
             self.late.fetch_add(1, Ordering::Relaxed);
             return;
@@ -337,6 +341,28 @@ mod tests {
         assert_eq!(p.len(), 200);
         let frame = format!(r#"{{"event":"bench","channel":"c","data":"{p}"}}"#);
         assert_eq!(parse_marker(&frame), Some((123456, 7, 3)));
+    }
+
+    #[test]
+    fn silences_at_or_over_the_threshold_count_as_gaps() {
+        let shared = Shared::new(1);
+        shared.begin_step(1, 8, 3000);
+        let frame = |sent: u64| format!(r#"{{"data":"{}"}}"#, payload(sent, 0, 1, 50));
+        for at in [1_000, 2_000, 6_000, 7_000, 10_000, 10_500] {
+            shared.received_at(&frame(at - 100), at);
+        }
+        // 2,000 -> 6,000 (4 ms) and 7,000 -> 10,000 (exactly 3 ms); 1 ms and 0.5 ms are not gaps.
+        assert_eq!(shared.gaps.load(Ordering::SeqCst), 2);
+        assert_eq!(shared.gap_us.load(Ordering::SeqCst), 7_000);
+        assert_eq!(shared.delivered.load(Ordering::SeqCst), 6);
+        // A new step starts from no gaps, and its first delivery is not measured against the
+        // last one of the step before.
+        shared.begin_step(2, 8, 3000);
+        shared.received_at(
+            &format!(r#"{{"data":"{}"}}"#, payload(50_000, 0, 2, 50)),
+            60_000,
+        );
+        assert_eq!(shared.gaps.load(Ordering::SeqCst), 0);
     }
 
     #[test]
