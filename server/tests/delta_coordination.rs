@@ -87,7 +87,7 @@ where
                         false,
                     )
                     .await
-                    .expect("decision");
+                    .unwrap_or_else(|| panic!("no decision: {:?}", s.health()));
                 assert_eq!(d.conflation_key.as_deref(), Some("BTC/USD"));
                 mine.push((d.seq, d.full));
             }
