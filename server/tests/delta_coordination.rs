@@ -242,6 +242,34 @@ async fn nats_jetstream_kv() {
     .await;
 }
 
+/// Nodes of a new fleet start together: each finds no bucket and creates it at the same time.
+/// Every one of them must get its first number, not an error from losing that race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_nodes_starting_together_share_one_bucket() {
+    let nats = NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    for round in 0..10 {
+        let prefix = format!("fresh{round}");
+        let nodes: Vec<_> = (0..NODES)
+            .map(|_| NatsCoordinator::new(nats_config(&url), &prefix, TTL))
+            .collect();
+        let firsts = futures_util::future::join_all(nodes.iter().map(|c| {
+            c.next_seq(StreamKey {
+                app_id: "app",
+                channel: "first",
+                conflation_key: None,
+            })
+        }))
+        .await;
+        let mut numbers = BTreeSet::new();
+        for (node, got) in firsts.into_iter().enumerate() {
+            let n = got.unwrap_or_else(|e| panic!("round {round}, node {node}: {e}"));
+            assert!(numbers.insert(n), "round {round}: {n} given twice");
+        }
+        assert_eq!(numbers, (1..=NODES as u64).collect::<BTreeSet<_>>());
+    }
+}
+
 /// Waits until `c` reports `want` (by variant), without asking it for a number.
 async fn wait_health(c: &dyn Coordinator, what: &str, want: fn(&BackendHealth) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
