@@ -521,6 +521,7 @@ async fn run_step(
     let wall = wall0.elapsed().as_secs_f64();
     let server1 = procfs::sample(pids)?;
     let client1 = procfs::sample_self()?;
+    let client_cpu = client1.cpu_since(&client0);
     let machine1 = procfs::machine()?;
 
     let delivered = shared.delivered.load(Ordering::SeqCst);
@@ -571,14 +572,14 @@ async fn run_step(
         server_cpu_pct_of_core: server_cpu.map(|c| c as f64 / 1e4 / wall),
         server_kernel_pct: server_cpu
             .map(|c| server1.sys_since(&server0) as f64 * 100.0 / c.max(1) as f64),
-        client_cpu_pct_of_core: client1.cpu_since(&client0) as f64 / 1e4 / wall,
+        client_cpu_pct_of_core: client_cpu as f64 / 1e4 / wall,
         // Without a server PID the server's own time would count as "other".
         other_cpu_pct_of_core: server_cpu.map(|server| {
             machine1
                 .busy_us
                 .saturating_sub(machine0.busy_us)
                 .saturating_sub(server)
-                .saturating_sub(client1.cpu_since(&client0)) as f64
+                .saturating_sub(client_cpu) as f64
                 / 1e4
                 / wall
         }),
