@@ -169,7 +169,7 @@ impl NatsCoordinator {
         if let Ok(store) = js.get_key_value(&self.bucket).await {
             return Ok((conn, store));
         }
-        let store = js
+        let created = js
             .create_key_value(kv::Config {
                 bucket: self.bucket.clone(),
                 description: "sockudo delta compression sequence numbers".into(),
@@ -178,9 +178,17 @@ impl NatsCoordinator {
                 storage: jetstream::stream::StorageType::Memory,
                 ..Default::default()
             })
-            .await
-            .map_err(unavailable)?;
-        Ok((conn, store))
+            .await;
+        match created {
+            Ok(store) => Ok((conn, store)),
+            // Nodes of a new fleet start together: another one may have created the bucket
+            // since the look-up (nats-server 2.9 then answers "subjects overlap with an
+            // existing stream"). Use theirs; if there is none, the creation error stands.
+            Err(e) => match js.get_key_value(&self.bucket).await {
+                Ok(store) => Ok((conn, store)),
+                Err(_) => Err(unavailable(e)),
+            },
+        }
     }
 }
 
