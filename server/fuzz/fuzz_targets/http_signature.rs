@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use sockudo_config::AppConfig;
 use sockudo_server::apps::App;
-use sockudo_server::http::signature::{SignedRequest, parse_query, verify};
+use sockudo_server::http::signature::{QueryParams, SignedRequest, verify};
 
 fuzz_target!(|data: &[u8]| {
     // Split the input into query / path / body at the first two NUL bytes.
@@ -21,11 +21,16 @@ fuzz_target!(|data: &[u8]| {
         &AppConfig::new("1", "278d425bdf160c739803", "7ad3773142a6692b25b8"),
     )
     .expect("inline app");
-    let params = parse_query(Some(query));
+    let params = QueryParams::parse(Some(query));
+    // The fast path of the parser must agree with the decoder it stands in for.
+    let decoded: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(params.as_slice(), decoded);
     let req = SignedRequest {
         method: "POST",
         path,
-        params: &params,
+        params: params.as_slice(),
         body,
     };
     let _ = verify(&app, &req, 1_353_088_179, 600);

@@ -11,6 +11,7 @@ use crate::cache::{cache_channel_key, channels_listing_key};
 use crate::channel::ChannelType;
 use crate::http::Authed;
 use crate::http::error::ApiError;
+use crate::http::signature::QueryParams;
 use crate::hub::ChannelCounts;
 use crate::state::ServerState;
 
@@ -25,7 +26,7 @@ fn mark_incomplete(state: &ServerState, out: &mut Map<String, Value>) {
     }
 }
 
-fn attributes(params: &std::collections::HashMap<String, String>) -> Vec<String> {
+fn attributes(params: &QueryParams) -> Vec<String> {
     params
         .get("info")
         .map(|i| {
@@ -90,8 +91,8 @@ pub async fn list(
     let prefix = authed
         .params
         .get("filter_by_prefix")
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_owned();
     let attrs = attributes(&authed.params);
     if attrs.iter().any(|a| a == "user_count") && !prefix.starts_with("presence-") {
         return Err(ApiError::bad_request(

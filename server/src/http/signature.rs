@@ -21,17 +21,52 @@ const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 pub struct SignedRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    /// The query's parameters as sent (see [`parse_query`]).
+    /// The query's parameters as sent (see [`QueryParams`]).
     pub params: &'a [(String, String)],
     pub body: &'a [u8],
 }
 
-/// A query string's parameters, URL-decoded, keys as sent. Parsed once per request: the
-/// signature check and the endpoint both read them.
-pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
+/// A query string's parameters, URL-decoded, names as sent, in order. Parsed once per
+/// request: the signature check and the endpoint both read them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    /// Parses `query` as `application/x-www-form-urlencoded`, exactly as `form_urlencoded`
+    /// does. Pieces without `%` or `+` (every parameter the SDKs send) are copied as they are
+    /// instead of going through the decoder: this runs on every publish.
+    pub fn parse(query: Option<&str>) -> Self {
+        let pairs = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|piece| !piece.is_empty())
+            .map(|piece| {
+                if piece.bytes().any(|b| b == b'%' || b == b'+') {
+                    form_urlencoded::parse(piece.as_bytes())
+                        .into_owned()
+                        .next()
+                        .unwrap_or_default()
+                } else {
+                    let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+                    (name.to_owned(), value.to_owned())
+                }
+            })
+            .collect();
+        QueryParams(pairs)
+    }
+
+    /// The value of `name` (exact match; the last one when it is repeated).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn as_slice(&self) -> &[(String, String)] {
+        &self.0
+    }
 }
 
 /// Checks a request against `app`; `now` is Unix seconds.
@@ -80,13 +115,15 @@ pub fn verify(
             ));
         }
     } else {
-        let expected = hex::encode(Md5::digest(req.body));
-        match body_md5 {
-            None => return Err(ApiError::auth("body_md5 is required with a body")),
-            Some(m) if !m.eq_ignore_ascii_case(&expected) => {
-                return Err(ApiError::auth("body_md5 does not match the body"));
-            }
-            Some(_) => {}
+        let Some(given) = body_md5 else {
+            return Err(ApiError::auth("body_md5 is required with a body"));
+        };
+        // Compared as bytes: hex of either case, without encoding the digest.
+        let mut given_bytes = [0u8; 16];
+        if hex::decode_to_slice(given, &mut given_bytes).is_err()
+            || given_bytes[..] != Md5::digest(req.body)[..]
+        {
+            return Err(ApiError::auth("body_md5 does not match the body"));
         }
     }
     let mut signed: Vec<(Cow<'_, str>, &str)> = req
@@ -178,22 +215,22 @@ mod tests {
     const QUERY: &str = "auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c";
 
     fn check(query: &str, body: &str, now: u64) -> Result<(), ApiError> {
-        let params = parse_query(Some(query));
+        let params = QueryParams::parse(Some(query));
         let req = SignedRequest {
             method: "POST",
             path: "/apps/3/events",
-            params: &params,
+            params: params.as_slice(),
             body: body.as_bytes(),
         };
         verify(&docs_app(), &req, now, 600)
     }
 
     fn check_get(app: &App, query: &str) -> Result<(), ApiError> {
-        let params = parse_query(Some(query));
+        let params = QueryParams::parse(Some(query));
         let req = SignedRequest {
             method: "GET",
             path: "/apps/3/channels",
-            params: &params,
+            params: params.as_slice(),
             body: b"",
         };
         verify(app, &req, 100, 600)
@@ -216,6 +253,25 @@ mod tests {
         let e = check(QUERY, "{}", 1353088179).unwrap_err();
         assert_eq!(e.status, 401);
         assert!(e.message.contains("body_md5"));
+    }
+
+    #[test]
+    fn body_md5_in_capitals_is_accepted_and_bad_hex_refused() {
+        let app = docs_app();
+        let signed_with = |md5: &str| {
+            let query = format!(
+                "auth_key={}&auth_timestamp=1353088179&auth_version=1.0&body_md5={md5}",
+                app.key
+            );
+            let sig = auth::sign(&app.secret, &format!("POST\n/apps/3/events\n{query}"));
+            format!("{query}&auth_signature={sig}")
+        };
+        let upper = hex::encode(Md5::digest(BODY)).to_ascii_uppercase();
+        assert_eq!(check(&signed_with(&upper), BODY, 1353088179), Ok(()));
+        for bad in ["zz365a775a4cd0599faeb73354201b6f", "ec365a", ""] {
+            let e = check(&signed_with(bad), BODY, 1353088179).unwrap_err();
+            assert_eq!(e.message, "body_md5 does not match the body", "{bad:?}");
+        }
     }
 
     #[test]
@@ -257,5 +313,34 @@ mod tests {
             .replace("auth_key=", "AUTH_KEY=")
             .replace("body_md5=", "Body_MD5=");
         assert_eq!(check(&q, BODY, 1353088179), Ok(()));
+    }
+
+    #[test]
+    fn query_params_parse_as_form_urlencoded_does() {
+        for query in [
+            "",
+            "a=1&b=2",
+            "&&a=1&&",
+            "a&b=&=c",
+            "a=1=2",
+            "info=user_count%2Csubscription_count&filter_by_prefix=presence-",
+            "name+with+plus=x+y&pct=%41%zz%",
+            "dup=1&dup=2",
+            "caf%C3%A9=%FF",
+        ] {
+            let expected: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(
+                QueryParams::parse(Some(query)).as_slice(),
+                expected,
+                "{query:?}"
+            );
+        }
+        let params = QueryParams::parse(Some("dup=1&info=a&dup=2"));
+        assert_eq!(params.get("dup"), Some("2"));
+        assert_eq!(params.get("info"), Some("a"));
+        assert_eq!(params.get("INFO"), None);
+        assert_eq!(QueryParams::parse(None), QueryParams::default());
     }
 }

@@ -2,7 +2,6 @@
 //! signature check) and the [`record`] middleware (one `http_requests_total` sample per
 //! request, including refusals by the extractor or the rate limiter).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,14 +13,14 @@ use axum::response::Response;
 
 use crate::apps::App;
 use crate::http::error::ApiError;
-use crate::http::signature;
+use crate::http::signature::{self, QueryParams};
 use crate::state::ServerState;
 
 /// A verified API request for the app named by the `/apps/{app_id}/...` path.
 pub struct Authed {
     pub app: Arc<App>,
     pub body: Bytes,
-    pub params: HashMap<String, String>,
+    pub params: QueryParams,
 }
 
 fn now_secs() -> u64 {
@@ -55,13 +54,13 @@ impl FromRequest<Arc<ServerState>> for Authed {
         let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes")))?;
-        let params = signature::parse_query(parts.uri.query());
+        let params = QueryParams::parse(parts.uri.query());
         signature::verify(
             &app,
             &signature::SignedRequest {
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
-                params: &params,
+                params: params.as_slice(),
                 body: &body,
             },
             now_secs(),
@@ -74,11 +73,7 @@ impl FromRequest<Arc<ServerState>> for Authed {
                 "app is disabled",
             ));
         }
-        Ok(Authed {
-            app,
-            body,
-            params: params.into_iter().collect(),
-        })
+        Ok(Authed { app, body, params })
     }
 }
 
