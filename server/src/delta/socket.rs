@@ -98,6 +98,11 @@ impl Default for SocketDelta {
 }
 
 impl SocketDelta {
+    /// Loads the line [`SocketDelta::is_active`] reads (see `ConnHandle::prefetch`).
+    pub(crate) fn prefetch(&self) {
+        crate::connection::outbox::prefetch_value(&self.active);
+    }
+
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
     }
