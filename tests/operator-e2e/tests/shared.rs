@@ -7,12 +7,32 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sockudo_operator::build::{Child, names};
 use sockudo_operator::crd::SockudoCluster;
 use sockudo_operator_e2e::k8s::*;
-use sockudo_operator_e2e::{PATIENCE, eventually, http_get, run, shared};
+use sockudo_operator_e2e::{PATIENCE, Shared, eventually, http_get, run, shared};
+
+/// A test's prologue: the shared control plane, an admin client and a new namespace whose
+/// name starts with `test`.
+async fn in_new_namespace(test: &str) -> (&'static Shared, Client, String) {
+    let env = shared().await;
+    let client = env.plane.admin();
+    let ns = env.plane.namespace(test).await;
+    (env, client, ns)
+}
+
+/// [`in_new_namespace`], with the SockudoCluster (and Secrets) of the example file `example`
+/// applied there; the last item is the cluster's name.
+async fn example_in_new_namespace(
+    test: &str,
+    example: &str,
+) -> (&'static Shared, Client, String, String) {
+    let (env, client, ns) = in_new_namespace(test).await;
+    let name = apply_example(&client, &ns, example).await;
+    (env, client, ns, name)
+}
 
 /// Long enough for several reconciles of a cluster that is not Ready (it is requeued every 10 s)
 /// plus the watch events of the test's own change: if the operator wanted to write, it has.
@@ -142,10 +162,8 @@ fn every_example_produces_exactly_its_children_and_a_no_op_writes_nothing() {
 #[test]
 fn status_goes_progressing_then_ready_with_events() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("ready").await;
-        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        let (env, client, ns, name) =
+            example_in_new_namespace("ready", "2-multi-node-redis.yaml").await;
         let c = wait_cluster(&client, &ns, &name, "Progressing", |c| {
             observed_current(c)
                 && condition_is(c, "Progressing", "True")
@@ -217,9 +235,7 @@ fn status_goes_progressing_then_ready_with_events() {
 #[test]
 fn a_missing_secret_degrades_with_a_reason() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("missing-secret").await;
+        let (_, client, ns) = in_new_namespace("missing-secret").await;
         let docs = example_docs("1-single-node.yaml");
         let cluster: SockudoCluster = serde_json::from_value(
             docs.iter()
@@ -274,10 +290,8 @@ fn a_missing_secret_degrades_with_a_reason() {
 #[test]
 fn spec_change_and_backend_secret_roll_but_app_secret_does_not() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("rollout").await;
-        let name = apply_example(&client, &ns, "redis-external.yaml").await;
+        let (_, client, ns, name) =
+            example_in_new_namespace("rollout", "redis-external.yaml").await;
         let hash_of = |want_not: Option<String>| {
             let client = client.clone();
             let ns = ns.clone();
@@ -368,10 +382,8 @@ fn spec_change_and_backend_secret_roll_but_app_secret_does_not() {
 #[test]
 fn switching_the_adapter_to_nats_prunes_redis_only_when_unused() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("switch").await;
-        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        let (_, client, ns, name) =
+            example_in_new_namespace("switch", "2-multi-node-redis.yaml").await;
         let uid = get_cluster(&client, &ns, &name).await.uid().unwrap();
         let redis_sts = format!("{name}-redis");
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
@@ -441,10 +453,7 @@ fn switching_the_adapter_to_nats_prunes_redis_only_when_unused() {
 #[test]
 fn the_pause_annotation_stops_all_writes_but_status() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("pause").await;
-        let name = apply_example(&client, &ns, "1-single-node.yaml").await;
+        let (_, client, ns, name) = example_in_new_namespace("pause", "1-single-node.yaml").await;
         let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
         let d0 = deployment(&client, &ns, &name).await;
@@ -524,10 +533,8 @@ fn the_pause_annotation_stops_all_writes_but_status() {
 #[test]
 fn kubectl_scale_works_through_the_scale_subresource() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("scale").await;
-        let name = apply_example(&client, &ns, "2-multi-node-redis.yaml").await;
+        let (env, client, ns, name) =
+            example_in_new_namespace("scale", "2-multi-node-redis.yaml").await;
         wait_cluster(&client, &ns, &name, "a status", observed_current).await;
         let kubeconfig = env.plane.admin_kubeconfig.clone();
         let target = format!("sockudocluster/{name}");
@@ -577,10 +584,7 @@ fn kubectl_scale_works_through_the_scale_subresource() {
 #[test]
 fn deleting_the_cluster_garbage_collects_every_child() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("gc").await;
-        let name = apply_example(&client, &ns, "4-multi-node-nats.yaml").await;
+        let (_, client, ns, name) = example_in_new_namespace("gc", "4-multi-node-nats.yaml").await;
         let (c, _) = wait_reconciled(&client, &ns, &name).await;
         let uid = c.uid().unwrap();
         Api::<SockudoCluster>::namespaced(client.clone(), &ns)
@@ -608,9 +612,7 @@ fn deleting_the_cluster_garbage_collects_every_child() {
 #[test]
 fn an_invalid_cluster_is_rejected_by_the_schema() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("invalid").await;
+        let (_, client, ns) = in_new_namespace("invalid").await;
         let api: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
         let bad: SockudoCluster = serde_json::from_value(json!({
             "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
@@ -736,9 +738,7 @@ fn an_invalid_cluster_is_rejected_by_the_schema() {
 #[test]
 fn a_malformed_cluster_does_not_stop_the_others() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("malformed").await;
+        let (_, client, ns) = in_new_namespace("malformed").await;
         let typed: Api<SockudoCluster> = Api::namespaced(client.clone(), &ns);
         let valid: SockudoCluster = serde_json::from_value(json!({
             "apiVersion": "sockudo.io/v1alpha1", "kind": "SockudoCluster",
@@ -803,9 +803,7 @@ fn a_malformed_cluster_does_not_stop_the_others() {
 #[test]
 fn missing_optional_apis_are_skipped_and_reported() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("optional").await;
+        let (_, client, ns) = in_new_namespace("optional").await;
         create_or_replace_secret(
             &client,
             &ns,
@@ -861,10 +859,8 @@ fn missing_optional_apis_are_skipped_and_reported() {
 #[test]
 fn an_immutable_field_change_recreates_the_stateful_set_and_keeps_its_pod() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("recreate").await;
-        let name = apply_example(&client, &ns, "redis-managed.yaml").await;
+        let (_, client, ns, name) =
+            example_in_new_namespace("recreate", "redis-managed.yaml").await;
         let sts = format!("{name}-redis");
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -1035,9 +1031,7 @@ fn growing_storage_grows_bound_claims_and_a_shrink_is_refused() {
     use k8s_openapi::api::storage::v1::StorageClass;
 
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("grow").await;
+        let (env, client, ns) = in_new_namespace("grow").await;
         let fixed_ns = env.plane.namespace("grow-fixed").await;
         let classes: Api<StorageClass> = Api::all(client.clone());
         let (expandable, fixed) = (format!("{ns}-expandable"), format!("{ns}-fixed"));
@@ -1140,10 +1134,8 @@ fn growing_storage_grows_bound_claims_and_a_shrink_is_refused() {
 #[test]
 fn an_adapter_change_warns_while_the_fleet_is_split() {
     run(async {
-        let env = shared().await;
-        let client = env.plane.admin();
-        let ns = env.plane.namespace("interconnect").await;
-        let name = apply_example(&client, &ns, "redis-external.yaml").await;
+        let (_, client, ns, name) =
+            example_in_new_namespace("interconnect", "redis-external.yaml").await;
         let c = drive_to_ready(&client, &ns, &name).await;
         let before = c.status.as_ref().unwrap().interconnect.clone();
         let before = before.expect("recorded once the first rollout completed");
