@@ -174,7 +174,7 @@ if [ "$quick" = 0 ]; then
     "fanout-5k-deliveries|fanout -n 500 --rate 10 --messages 300"
     "fanout-ramp|fanout -n 5000 --ramp 1,2,5,10,20,30,40,60,80,100,150,200 --step-secs 6 --threshold-ms 500"
     "idle-connections|connections --steps 1000,10000,15000 --channels 1000"
-    "channels-10k-1k|channels -n 10000 -c 1000 --ramp 100,200,500,1000,1500,2000,3000,4000,6000,7000,8000,9000,10000,11000,12000 --step-secs 5 --threshold-ms 20"
+    "channels-10k-1k|channels -n 10000 -c 1000 --ramp 100,200,500,1000,1500,2000,3000,3500,4000,4500,5000,6000,7000,8000,9000,10000,11000,12000,13000,14000,15000,16000 --step-secs 5 --threshold-ms 20"
     "http-publish|http-publish -k 50 -d 10"
     "send-floor|send-floor -n 9000 --rates 40000,80000,120000,0 --step-secs 5"
   )
