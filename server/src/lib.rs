@@ -13,6 +13,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod nats_backend;
+mod prefetch;
 pub mod protocol;
 pub mod rate_limit;
 pub mod redis_backend;

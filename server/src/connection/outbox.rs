@@ -20,6 +20,7 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use super::frame::Frame;
+use crate::prefetch::prefetch_value;
 
 /// Why a frame was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,31 +297,6 @@ fn advance(queue: &mut VecDeque<Bytes>, written: &mut usize, mut n: usize) {
         n -= front_left;
         queue.pop_front();
         *written = 0;
-    }
-}
-
-/// A hint to load every cache line holding `value` (64-byte lines); it neither faults nor
-/// blocks.
-pub(crate) fn prefetch_value<T>(value: &T) {
-    const LINE: usize = 64;
-    let first = (value as *const T).cast::<i8>();
-    let size = std::mem::size_of::<T>();
-    // One address per line: every 64 bytes from the start, and the last byte (the value need
-    // not start on a line boundary).
-    let addresses = (0..size)
-        .step_by(LINE)
-        .chain(std::iter::once(size.saturating_sub(1)))
-        .map(|offset| first.wrapping_add(offset));
-    for address in addresses {
-        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch only hints: it never
-        // dereferences the address in a way that can fault (and each one is inside a live value).
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(address);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = address;
     }
 }
 

@@ -100,7 +100,7 @@ impl Default for SocketDelta {
 impl SocketDelta {
     /// Loads the line [`SocketDelta::is_active`] reads (see `ConnHandle::prefetch`).
     pub(crate) fn prefetch(&self) {
-        crate::connection::outbox::prefetch_value(&self.active);
+        crate::prefetch::prefetch_value(&self.active);
     }
 
     pub fn is_active(&self) -> bool {
