@@ -71,15 +71,23 @@ def test_operator_image_matches_the_chart():
     assert image["healthcheck"] == ["sockudo-operator", "healthcheck"]
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
     # Below the kernel's ephemeral range (as tests/backends' free_port): an outgoing connection
     # could take an ephemeral port between this check and the server's bind.
+    # A port is never handed out twice: two calls before anything binds would otherwise be able
+    # to return the same free port (CI once got `port` == `metrics.port`).
     for port in random.sample(range(10_000, 20_000), 10_000):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free loopback port in 10000-19999")
 

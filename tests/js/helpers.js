@@ -25,11 +25,18 @@ function tryPort(port) {
   });
 }
 
+// Never hand a port out twice: two calls before the server binds could otherwise both find the
+// same port free.
+const handedOut = new Set();
+
 async function freePort() {
   const start = 10000 + Math.floor(Math.random() * 10000);
   for (let i = 0; i < 10000; i += 1) {
     const port = 10000 + ((start - 10000 + i) % 10000);
-    if (await tryPort(port)) return port;
+    if (!handedOut.has(port) && await tryPort(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error('no free loopback port in 10000-19999');
 }
