@@ -4,7 +4,7 @@
 #
 #   tests/bench/run.sh                 # our server (target/release/sockudo)
 #   tests/bench/run.sh --reference     # the reference sockudo from crates.io
-#   tests/bench/run.sh --both          # both, one after the other
+#   tests/bench/run.sh --both          # both, interleaved benchmark by benchmark
 #   tests/bench/run.sh --quick ...     # small sizes, to check the harness (results/quick-*.jsonl)
 #   tests/bench/run.sh --only fanout-1pps,http-publish ...
 #   tests/bench/run.sh --report-only   # rewrite RESULTS.md from the records already there
@@ -195,9 +195,13 @@ run_machine_info() {
   echo "- open-files limit (hard): $(ulimit -Hn)"
 }
 
+records() { echo "$results/$prefix$1.jsonl"; }
+run_notes() { echo "$results/$prefix$1.meta.md"; }
+
+# Each server's run notes: a header now, then each benchmark's command as it runs.
 for s in "${servers[@]}"; do
-  out="$results/$prefix$s.jsonl"
-  meta="$results/$prefix$s.meta.md"
+  out="$(records "$s")"
+  meta="$(run_notes "$s")"
   # A partial run (--only) adds to the records; the report keeps the last record of each name.
   [ -z "$only" ] && : >"$out"
   if [ "$s" = ours ]; then bin="$ours_bin"; else bin="$ref_bin"; fi
@@ -213,19 +217,28 @@ for s in "${servers[@]}"; do
       echo "- binary: \`$bin\` (git $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && [ -n "$(git status --porcelain -- server)" ] && echo ' + uncommitted changes in server/'))"
     fi
     echo "- pinning: $pinning"
-    echo "- commands (\`\$P\` = the fresh server's port, \`\$PID\` its process id):"
+    [ ${#servers[@]} -gt 1 ] && echo "- interleaved: each benchmark ran on every server before the next benchmark started"
+    echo "- commands (\`\$P\` = the fresh server's port, \`\$PID\` its process id), each after the UTC time it started:"
     echo
     echo '```sh'
   } >>"$meta"
-  for entry in "${suite[@]}"; do
-    name="${entry%%|*}"
-    args="${entry#*|}"
-    if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
+done
+
+# Benchmark-major: with --both, the two servers run each benchmark minutes apart, so a machine
+# whose speed drifts (a shared VM's can move by a third within an hour) moves both alike.
+for entry in "${suite[@]}"; do
+  name="${entry%%|*}"
+  args="${entry#*|}"
+  if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
+  for s in "${servers[@]}"; do
+    out="$(records "$s")"
+    meta="$(run_notes "$s")"
     if [ "$name" = send-floor ]; then
       # No server involved: the machine's floor, measured once (with our run).
       [ "$s" = ours ] || continue
       echo
       echo "== [machine] $name"
+      echo "# $(date -u '+%H:%M:%S')" >>"$meta"
       # shellcheck disable=SC2086 # args is a word list on purpose
       "$bench" --server-name "$s" --label "$name" --json "$out" $args || echo "!! $name failed"
       echo "$bench --server-name $s --label $name --json $(basename "$out") $args" >>"$meta"
@@ -234,13 +247,16 @@ for s in "${servers[@]}"; do
     echo
     echo "== [$s] $name"
     start_server "$s" "$name" || { echo "skipping $name on $s"; continue; }
+    echo "# $(date -u '+%H:%M:%S')" >>"$meta"
     # shellcheck disable=SC2086 # args is a word list on purpose
     "${pin_client[@]}" "$bench" --port "$port" --server-pid "$server_pid" --server-name "$s" \
       --label "$name" --json "$out" $args || echo "!! $name failed on $s"
     echo "${pin_client[*]} $bench --port \$P --server-pid \$PID --server-name $s --label $name --json $(basename "$out") $args" >>"$meta"
     stop_server
   done
-  { echo '```'; echo; } >>"$meta"
+done
+for s in "${servers[@]}"; do
+  { echo '```'; echo; } >>"$(run_notes "$s")"
 done
 
 # RESULTS.md from whatever records exist for each server (the last run of each wins).
